@@ -1,0 +1,192 @@
+"""The emoforge configuration file (YAML), validated.
+
+A wrong key or a wrong value is an error that names the key (``acquisition.download.concurrency``)
+and the file. Every field has a default, so an empty file (or none) is a valid configuration: the
+FindingEmo keyword sets, DuckDuckGo search, FindingEmo's first-phase limits (FindingEmo §2.3.1:
+N = 500, 800 px < w < 1600 px).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+
+class ConfigError(ValueError):
+    """A configuration file could not be read or did not validate."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# Stock-photo providers and image aggregators, blacklisted as FindingEmo did (§2.3.1). Matching is
+# on the registered domain and all its subdomains (ops.candidates).
+DEFAULT_BLACKLIST = (
+    "shutterstock.com", "gettyimages.com", "istockphoto.com", "alamy.com", "dreamstime.com",
+    "123rf.com", "depositphotos.com", "stock.adobe.com", "adobestock.com", "fotolia.com",
+    "bigstockphoto.com", "canstockphoto.com", "agefotostock.com", "stocksy.com",
+    "pond5.com", "vectorstock.com", "freepik.com", "pixtastock.com", "photodune.net",
+    "colourbox.com", "superstock.com", "masterfile.com", "eyeem.com", "featurepics.com",
+    "pinterest.com", "pinimg.com", "gograph.com", "crushpixel.com", "stockfresh.com",
+    "mostphotos.com", "photocase.com", "westend61.de", "imago-images.com", "picfair.com",
+)
+
+
+class KeywordSets(_Strict):
+    """The three keyword sets of FindingEmo §2.3.1. ``None`` means: the sets FindingEmo used."""
+
+    emotions: list[str] | None = None
+    people: list[str] | None = None
+    settings: list[str] | None = None
+
+
+class DdgsProvider(_Strict):
+    region: str = "wt-wt"
+    safesearch: Literal["on", "moderate", "off"] = "moderate"
+    backend: str = "auto"
+    pause_seconds: float = Field(2.0, ge=0)  # politeness between queries
+
+
+class UrlListProvider(_Strict):
+    path: str | None = None  # None: FindingEmo-Light's dataset_urls_exploded.json
+    format: Literal["auto", "findingemo_json", "csv", "parquet", "jsonl"] = "auto"
+    url_column: str = "url"
+    id_column: str | None = None      # groups backup URLs of one image (FindingEmo: rel_path)
+    order_column: str | None = None   # backup order within an image (FindingEmo: idx_url)
+    query_column: str | None = None   # a column holding the query/keywords, if the list has one
+
+
+class DemoProvider(_Strict):
+    n_images: int = Field(240, ge=20, le=5000)
+    seed: int = 7
+    port: int = Field(0, ge=0, le=65535)  # 0: any free port, stable for one build
+
+
+class ProviderConfig(_Strict):
+    kind: Literal["ddgs", "url_list", "demo"] = "ddgs"
+    results_per_query: int = Field(500, ge=1, le=10000)
+    ddgs: DdgsProvider = DdgsProvider()
+    url_list: UrlListProvider = UrlListProvider()
+    demo: DemoProvider = DemoProvider()
+
+
+class DownloadConfig(_Strict):
+    concurrency: int = Field(8, ge=1, le=256)
+    per_host: int = Field(2, ge=1, le=64)
+    connect_timeout: float = Field(5.0, gt=0)
+    read_timeout: float = Field(20.0, gt=0)
+    max_bytes: int = Field(20_000_000, ge=1024)
+    retries: int = Field(3, ge=0, le=20)
+    backoff_base: float = Field(0.5, ge=0)
+    backoff_max: float = Field(30.0, ge=0)
+    max_retry_after: float = Field(60.0, ge=0)  # longer Retry-After: give up with http_429/503
+    max_redirects: int = Field(5, ge=0, le=30)
+    user_agent: str = "emoforge/0.1 (+research dataset builder)"
+    allow_hosts: list[str] = Field(default_factory=list)  # hosts/IPs/CIDRs exempt from the address guard
+
+
+class AcquisitionConfig(_Strict):
+    keywords: KeywordSets = KeywordSets()
+    max_queries: int | None = Field(None, ge=1)  # use only the first N generated queries
+    queries_per_batch: int = Field(50, ge=1)     # a scrape batch (partition) covers this many queries
+    provider: ProviderConfig = ProviderConfig()
+    blacklist_domains: list[str] = Field(default_factory=lambda: list(DEFAULT_BLACKLIST))
+    min_width: int = Field(800, ge=0)    # exclusive: FindingEmo keeps 800 < w
+    max_width: int = Field(1600, ge=1)   # exclusive: w < 1600 (later runs: 3200)
+    download: DownloadConfig = DownloadConfig()
+
+    @model_validator(mode="after")
+    def _widths(self) -> "AcquisitionConfig":
+        if self.min_width >= self.max_width:
+            raise ValueError(f"min_width ({self.min_width}) must be below max_width ({self.max_width})")
+        return self
+
+
+class DedupConfig(_Strict):
+    threshold: int = Field(4, ge=0, le=16)   # Hamming distance t for near-duplicates
+    mode: Literal["fast", "exact"] = "fast"  # exact: bit-for-bit imagehash.phash
+    bands: int | None = Field(None, ge=2, le=32)  # multi-index hashing bands; None: threshold + 1
+    batch_size: int = Field(64, ge=1)
+
+    @model_validator(mode="after")
+    def _bands(self) -> "DedupConfig":
+        if self.bands is not None and self.bands <= self.threshold:
+            raise ValueError(f"bands ({self.bands}) must exceed threshold ({self.threshold}) (pigeonhole)")
+        return self
+
+
+class EmoforgeConfig(_Strict):
+    data_dir: str | None = None
+    acquisition: AcquisitionConfig = AcquisitionConfig()
+    dedup: DedupConfig = DedupConfig()
+
+    @field_validator("data_dir")
+    @classmethod
+    def _nonempty(cls, v: str | None) -> str | None:
+        if v is not None and not v.strip():
+            raise ValueError("must not be empty")
+        return v
+
+
+def demo_config() -> EmoforgeConfig:
+    """The embedded demo: the generated corpus on a local server, loopback explicitly allowed."""
+    return EmoforgeConfig.model_validate(
+        {
+            "acquisition": {
+                "provider": {"kind": "demo", "results_per_query": 40},
+                "queries_per_batch": 4,
+                "download": {
+                    "concurrency": 8, "per_host": 8, "connect_timeout": 2.0, "read_timeout": 2.0,
+                    "retries": 2, "backoff_base": 0.05, "backoff_max": 0.5, "max_retry_after": 5.0,
+                    "max_bytes": 3_000_000, "allow_hosts": ["127.0.0.1"],
+                },
+            },
+            "dedup": {"threshold": 4},
+        }
+    )
+
+
+def _format_errors(err: ValidationError, source: str) -> str:
+    lines = [f"invalid configuration in {source}:"]
+    for e in err.errors():
+        key = ".".join(str(p) for p in e["loc"]) or "(top level)"
+        if e["type"] == "extra_forbidden":
+            lines.append(f"  {key}: unknown key")
+        else:
+            lines.append(f"  {key}: {e['msg']} (got {e.get('input')!r})")
+    return "\n".join(lines)
+
+
+def parse_config(data: dict[str, Any] | None, source: str = "<config>") -> EmoforgeConfig:
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"invalid configuration in {source}: the top level must be a mapping")
+    try:
+        return EmoforgeConfig.model_validate(data)
+    except ValidationError as err:
+        raise ConfigError(_format_errors(err, source)) from None
+
+
+def load_config(path: str | Path | None) -> EmoforgeConfig:
+    """Read and validate a YAML config file; ``None`` gives the defaults."""
+    if path is None:
+        return EmoforgeConfig()
+    p = Path(path)
+    try:
+        text = p.read_text()
+    except OSError as e:
+        raise ConfigError(f"cannot read configuration file {p}: {e.strerror}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        raise ConfigError(f"configuration file {p} is not valid YAML: {e}") from None
+    return parse_config(data, str(p))
+
+
+def config_to_yaml(cfg: EmoforgeConfig) -> str:
+    return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)
