@@ -45,7 +45,7 @@ class KeywordSets(_Strict):
 
 
 class DdgsProvider(_Strict):
-    region: str = "wt-wt"
+    region: str = "us-en"
     safesearch: Literal["on", "moderate", "off"] = "moderate"
     backend: str = "auto"
     pause_seconds: float = Field(2.0, ge=0)  # politeness between queries
@@ -58,12 +58,15 @@ class UrlListProvider(_Strict):
     id_column: str | None = None      # groups backup URLs of one image (FindingEmo: rel_path)
     order_column: str | None = None   # backup order within an image (FindingEmo: idx_url)
     query_column: str | None = None   # a column holding the query/keywords, if the list has one
+    items_per_batch: int = Field(5000, ge=1)  # a scrape batch (partition) covers this many items
+    max_items: int | None = Field(None, ge=1)  # use only the first N items of the list
 
 
 class DemoProvider(_Strict):
     n_images: int = Field(240, ge=20, le=5000)
     seed: int = 7
-    port: int = Field(0, ge=0, le=65535)  # 0: any free port, stable for one build
+    # a fixed port keeps candidate URLs stable across builds, so a rebuild downloads nothing again
+    port: int = Field(18765, ge=0, le=65535)
 
 
 class ProviderConfig(_Strict):
