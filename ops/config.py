@@ -137,9 +137,12 @@ class EmoforgeConfig(_Strict):
 
 def demo_config() -> EmoforgeConfig:
     """The embedded demo: the generated corpus on a local server, loopback explicitly allowed."""
+    from ops.demo import DEMO_KEYWORDS
+
     return EmoforgeConfig.model_validate(
         {
             "acquisition": {
+                "keywords": dict(DEMO_KEYWORDS),
                 "provider": {"kind": "demo", "results_per_query": 40},
                 "queries_per_batch": 4,
                 "download": {

@@ -1,0 +1,72 @@
+"""Blocking asset checks, written as great-expectations 1.x suites (ops.quality).
+
+A failed blocking check stops downstream assets in the same run: unique SHA-256, widths within
+the limits, and every candidate with exactly one known status.
+"""
+
+
+from dagster import AssetCheckExecutionContext, AssetCheckResult, AssetCheckSeverity, MetadataValue, asset_check
+
+from assets.acquisition import candidate_urls, downloaded_images, scrape_batches
+from assets.dedup import unique_images
+from assets.resources import EmoforgeResource
+from ops import quality
+from ops import statuses as S
+from ops.candidates import PENDING
+
+
+def _result(outcome: quality.SuiteOutcome) -> AssetCheckResult:
+    return AssetCheckResult(
+        passed=outcome.success,
+        severity=AssetCheckSeverity.ERROR,
+        description=outcome.describe(),
+        metadata={
+            "rows": MetadataValue.int(outcome.n_rows),
+            "failed_expectations": MetadataValue.json(
+                [{"expectation": o.expectation, "column": o.column, "unexpected_count": o.unexpected_count,
+                  "examples": [str(x) for x in o.examples[:5]]} for o in outcome.failures()]
+            ),
+        },
+    )
+
+
+def _download_statuses(n: int, statuses) -> list[str]:
+    known = sorted({*S.FILTER_STATUSES, *S.DOWNLOAD_STATUSES})
+    return known + sorted({s for s in statuses if isinstance(s, str) and S.is_known_status(s)} - set(known))
+
+
+@asset_check(asset=candidate_urls, blocking=True, partitions_def=scrape_batches,
+             description="GX: candidate ids unique and not null; every candidate has a known filter status.")
+def candidate_urls_valid(context: AssetCheckExecutionContext, emoforge: EmoforgeResource) -> AssetCheckResult:
+    df = emoforge.warehouse.read_table("candidate_urls", partition=context.partition_key)
+    return _result(quality.validate(df, "candidate_urls", quality.candidates_suite([PENDING, *S.FILTER_STATUSES])))
+
+
+@asset_check(asset=downloaded_images, blocking=True, partitions_def=scrape_batches,
+             description="GX: each candidate of the batch appears exactly once, with one known status.")
+def downloads_one_status_per_candidate(context: AssetCheckExecutionContext,
+                                       emoforge: EmoforgeResource) -> AssetCheckResult:
+    wh = emoforge.warehouse
+    key = context.partition_key
+    n_cand = len(wh.read_table("candidate_urls", partition=key, columns=["candidate_id"]))
+    df = wh.read_table("downloaded_images", partition=key)
+    allowed = _download_statuses(n_cand, df["status"].unique())
+    return _result(quality.validate(df, "downloaded_images", quality.downloads_suite(n_cand, allowed)))
+
+
+@asset_check(asset=downloaded_images, blocking=True, partitions_def=scrape_batches,
+             description="GX: every ok download has a SHA-256 and a decoded width within the limits.")
+def downloaded_images_within_limits(context: AssetCheckExecutionContext,
+                                    emoforge: EmoforgeResource) -> AssetCheckResult:
+    a = emoforge.settings.acquisition
+    df = emoforge.warehouse.read_table("downloaded_images", partition=context.partition_key)
+    ok = df[df["status"] == S.OK].drop_duplicates("sha256")
+    return _result(quality.validate(ok, "downloaded_images_ok", quality.images_suite(a.min_width, a.max_width)))
+
+
+@asset_check(asset=unique_images, blocking=True,
+             description="GX: unique SHA-256 per image; widths within the configured limits.")
+def unique_images_valid(context: AssetCheckExecutionContext, emoforge: EmoforgeResource) -> AssetCheckResult:
+    a = emoforge.settings.acquisition
+    df = emoforge.warehouse.read_table("unique_images")
+    return _result(quality.validate(df, "unique_images", quality.images_suite(a.min_width, a.max_width)))

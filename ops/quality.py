@@ -1,0 +1,143 @@
+"""Data-quality suites run with great-expectations 1.x in an ephemeral context.
+
+Each suite is a list of GX expectation objects; :func:`validate` runs them on a DataFrame and
+returns a plain summary (success, and per expectation: how many rows fail and a few examples)
+that the Dagster asset checks turn into check results. No Dagster here (``dagster-ge`` pins
+great-expectations < 1, so the bridge is this small function).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+
+os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+
+
+@dataclass
+class ExpectationOutcome:
+    expectation: str
+    column: str | None
+    success: bool
+    unexpected_count: int | None
+    examples: list[Any] = field(default_factory=list)
+    observed: Any = None
+
+
+@dataclass
+class SuiteOutcome:
+    suite: str
+    success: bool
+    n_rows: int
+    outcomes: list[ExpectationOutcome]
+
+    def failures(self) -> list[ExpectationOutcome]:
+        return [o for o in self.outcomes if not o.success]
+
+    def describe(self) -> str:
+        if self.success:
+            return f"{self.suite}: all {len(self.outcomes)} expectations hold on {self.n_rows} rows"
+        parts = []
+        for o in self.failures():
+            where = f"[{o.column}]" if o.column else ""
+            parts.append(f"{o.expectation}{where}: {o.unexpected_count} rows fail, e.g. {o.examples[:5]}"
+                         if o.unexpected_count is not None else f"{o.expectation}{where}: observed {o.observed}")
+        return f"{self.suite}: " + "; ".join(parts)
+
+
+_CTX = None
+
+
+def _context():
+    global _CTX
+    if _CTX is None:
+        import great_expectations as gx
+
+        _CTX = gx.get_context(mode="ephemeral")
+        try:
+            from great_expectations.data_context.types.base import ProgressBarsConfig
+
+            _CTX.variables.progress_bars = ProgressBarsConfig(globally=False)
+        except Exception:  # older/newer layout: progress bars are cosmetic only
+            pass
+    return _CTX
+
+
+def validate(df: pd.DataFrame, suite_name: str, expectations: list[Any]) -> SuiteOutcome:
+    """Run GX ``expectations`` (gx.expectations.* objects) on ``df``."""
+    import great_expectations as gx
+
+    ctx = _context()
+    ds_name = f"emoforge_{suite_name}"
+    try:
+        ds = ctx.data_sources.get(ds_name)
+    except (KeyError, ValueError, Exception):
+        ds = ctx.data_sources.add_pandas(ds_name)
+    try:
+        asset = ds.get_asset("frame")
+    except (LookupError, Exception):
+        asset = ds.add_dataframe_asset("frame")
+    try:
+        bd = asset.get_batch_definition("whole")
+    except (KeyError, Exception):
+        bd = asset.add_batch_definition_whole_dataframe("whole")
+    batch = bd.get_batch(batch_parameters={"dataframe": df})
+    suite = gx.ExpectationSuite(name=f"{suite_name}")
+    for e in expectations:
+        suite.add_expectation(e)
+    result = batch.validate(suite, result_format="SUMMARY")
+    outcomes = []
+    for r in result.results:
+        cfg = r.expectation_config
+        res = r.result or {}
+        outcomes.append(ExpectationOutcome(
+            expectation=cfg.type, column=cfg.kwargs.get("column") or (",".join(cfg.kwargs.get("column_list", [])) or None),
+            success=bool(r.success), unexpected_count=res.get("unexpected_count"),
+            examples=list(res.get("partial_unexpected_list") or [])[:10], observed=res.get("observed_value"),
+        ))
+    return SuiteOutcome(suite=suite_name, success=bool(result.success), n_rows=len(df), outcomes=outcomes)
+
+
+# ---- the suites -------------------------------------------------------------------------------
+
+def candidates_suite(allowed_statuses: list[str]) -> list[Any]:
+    import great_expectations as gx
+
+    E = gx.expectations
+    return [
+        E.ExpectColumnValuesToNotBeNull(column="candidate_id"),
+        E.ExpectColumnValuesToBeUnique(column="candidate_id"),
+        E.ExpectColumnValuesToNotBeNull(column="filter_status"),
+        E.ExpectColumnValuesToBeInSet(column="filter_status", value_set=allowed_statuses),
+    ]
+
+
+def downloads_suite(n_candidates: int, allowed_statuses: list[str]) -> list[Any]:
+    """Each candidate ends in exactly one known status."""
+    import great_expectations as gx
+
+    E = gx.expectations
+    return [
+        E.ExpectTableRowCountToEqual(value=n_candidates),
+        E.ExpectColumnValuesToNotBeNull(column="candidate_id"),
+        E.ExpectColumnValuesToBeUnique(column="candidate_id"),
+        E.ExpectColumnValuesToNotBeNull(column="status"),
+        E.ExpectColumnValuesToBeInSet(column="status", value_set=allowed_statuses),
+    ]
+
+
+def images_suite(min_width: int, max_width: int) -> list[Any]:
+    """Stored images: unique SHA-256, width within FindingEmo's exclusive limits (§2.3.1)."""
+    import great_expectations as gx
+
+    E = gx.expectations
+    return [
+        E.ExpectColumnValuesToNotBeNull(column="sha256"),
+        E.ExpectColumnValuesToBeUnique(column="sha256"),
+        E.ExpectColumnValueLengthsToEqual(column="sha256", value=64),
+        E.ExpectColumnValuesToBeBetween(column="width", min_value=min_width, max_value=max_width,
+                                        strict_min=True, strict_max=True),
+    ]
