@@ -1,0 +1,43 @@
+import pytest
+
+from ops.config import ConfigError, EmoforgeConfig, load_config
+
+
+def test_defaults_follow_findingemo():
+    c = EmoforgeConfig()
+    assert (c.acquisition.min_width, c.acquisition.max_width) == (800, 1600)
+    assert c.acquisition.provider.results_per_query == 500
+    assert c.acquisition.provider.kind == "ddgs"
+    assert "shutterstock.com" in c.acquisition.blacklist_domains
+
+
+def test_valid_file(tmp_path):
+    p = tmp_path / "c.yaml"
+    p.write_text("acquisition:\n  max_width: 3200\n  download:\n    concurrency: 4\ndedup:\n  threshold: 6\n")
+    c = load_config(p)
+    assert c.acquisition.max_width == 3200 and c.acquisition.download.concurrency == 4 and c.dedup.threshold == 6
+
+
+@pytest.mark.parametrize("text, key", [
+    ("acquisition:\n  downlaod: {}\n", "acquisition.downlaod: unknown key"),
+    ("acquisition:\n  download:\n    concurrency: 0\n", "acquisition.download.concurrency"),
+    ("acquisition:\n  provider:\n    kind: google\n", "acquisition.provider.kind"),
+    ("dedup:\n  threshold: 4\n  bands: 3\n", "dedup"),
+    ("acquisition:\n  min_width: 2000\n", "min_width"),
+    ("bogus: 1\n", "bogus: unknown key"),
+])
+def test_errors_name_the_key_and_file(tmp_path, text, key):
+    p = tmp_path / "bad.yaml"
+    p.write_text(text)
+    with pytest.raises(ConfigError) as e:
+        load_config(p)
+    assert key in str(e.value) and str(p) in str(e.value)
+
+
+def test_unreadable_and_invalid_yaml(tmp_path):
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_config(tmp_path / "missing.yaml")
+    p = tmp_path / "x.yaml"
+    p.write_text("a: [1, 2\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(p)
