@@ -1,0 +1,532 @@
+"""Merge multi-annotator labels: ``annotations`` -> ``merged_annotations`` (one row per image).
+
+Implements FindingEmo §A.5 (keep/reject majority; distinct labels, wheel distances and V/A spread
+per image), AffectNet+ Supplement II (majority vote, ties broken by the search keyword) and
+annotator-model estimators from crowd-kit (Dawid-Skene and others).
+
+Output columns of :func:`merge_annotations` (CONTRACT ``merged_annotations``)::
+
+    image_id, n_annotators (annotators left after exclusion), n_annotations, n_excluded
+      (annotations dropped because their annotator is excluded), n_keep, n_reject,
+    keep_majority      'keep' | 'reject' | 'undecided' (ties and images without annotations)
+    keep_share         n_keep / (n_keep + n_reject)
+    for each label level P ('emotion24' and 'emotion8' for Plutchik; 'emotion' for a flat taxonomy
+    such as AffectNet-8), votes from KEPT annotations only:
+      P                aggregated emotion label, NULL unless P_status = 'resolved'
+      P_winner         the winning vote even when it is a non-emotion label (NULL if unresolved)
+      P_status         'resolved' | 'unresolved' | 'non_emotion' | 'not_kept' | 'no_votes'
+      P_reason         why (text), for every status
+      P_confidence     winner's share of the counted votes (majority/plurality) or posterior (crowd-kit)
+      P_n_votes        number of votes
+      P_votes          the vote distribution = the human soft label: list of structs
+                       {label: str, votes: int64, share: double}, labels with >= 1 vote, in taxonomy
+                       order (DuckDB: ``unnest(P_votes)``, ``P_votes[1].label``)
+      P_n_<label>      one count column per label (``emotion8_n_joy``, ``emotion_n_non_face``)
+      P_n_distinct     number of distinct labels voted (FindingEmo Fig. 12)
+      P_max_distance   largest wheel distance between voted emotion labels (Fig. 13/14; NULL if the
+                       taxonomy has no wheel or there is no emotion vote; 0 for a single label)
+      P_all_agree      all votes for one label
+    valence_/arousal_/ambiguity_ mean, median, std (sample), range (max - min), n  (kept annotations)
+    age_<group>        share of kept annotations ticking the age group; age_groups_majority: the
+                       groups ticked by more than half of them
+    merge_policy       the policy and its parameters
+    + image_path, query, query_emotion and item-level columns (e.g. split) carried from annotations
+
+Second output of :func:`merge_annotations_with_estimates` (crowd-kit policies; empty otherwise)::
+
+    method, level, annotator_id, kind ('confusion' | 'skill' | 'prior'), true_label, observed_label, value
+    (confusion: P(observed_label | true_label) for that annotator, Dawid-Skene's error matrix)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from typing import Any, Iterable, Literal, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+from ops.taxonomy import Taxonomy, get_taxonomy, levels, slug
+
+# ---- policies ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Majority:
+    """Majority vote with noise removal (AffectNet+ Supplement II; FindingEmo §A.5).
+
+    Labels with fewer than ``min_votes_per_label`` votes are removed first as noise; the winner then
+    needs strictly more than ``min_share`` of the remaining votes, otherwise the image is unresolved.
+    """
+
+    min_votes_per_label: int = 1
+    min_share: float = 0.5
+
+    def __post_init__(self) -> None:
+        if self.min_votes_per_label < 1:
+            raise ValueError("min_votes_per_label must be >= 1")
+        if not 0 <= self.min_share < 1:
+            raise ValueError("min_share must be in [0, 1)")
+
+
+@dataclass(frozen=True)
+class Plurality:
+    """Most votes wins; a tie is broken by the emotion word of the image's search query when it is
+    one of the tied labels (AffectNet+ Supplement II), else the image is unresolved."""
+
+    tie_break: Literal["query", "none"] = "query"
+
+
+@dataclass(frozen=True)
+class CrowdKit:
+    """A crowd-kit aggregator: DawidSkene (Dawid & Skene 1979), OneCoinDawidSkene, GLAD, MajorityVote.
+
+    Annotator estimates (Dawid-Skene confusion matrices, skills) are returned by
+    :func:`merge_annotations_with_estimates`.
+    """
+
+    method: Literal["DawidSkene", "OneCoinDawidSkene", "GLAD", "MajorityVote"] = "DawidSkene"
+    n_iter: int = 100
+    tol: float = 1e-5
+
+
+def DawidSkene(n_iter: int = 100, tol: float = 1e-5) -> CrowdKit:  # noqa: N802 - reads like the method
+    return CrowdKit("DawidSkene", n_iter, tol)
+
+
+Policy = Majority | Plurality | CrowdKit
+
+
+def parse_policy(spec: str | Mapping[str, Any] | Policy) -> Policy:
+    """"majority" | "plurality" | "dawid_skene" | "glad" | ... or {"kind": "majority", "min_share": 0.6}."""
+    if isinstance(spec, (Majority, Plurality, CrowdKit)):
+        return spec
+    if isinstance(spec, str):
+        spec = {"kind": spec}
+    spec = dict(spec)
+    kind = str(spec.pop("kind", spec.pop("name", "majority"))).lower().replace("-", "_")
+    if kind == "majority":
+        return Majority(**spec)
+    if kind == "plurality":
+        return Plurality(**spec)
+    methods = {"dawid_skene": "DawidSkene", "dawidskene": "DawidSkene", "one_coin_dawid_skene": "OneCoinDawidSkene",
+               "onecoindawidskene": "OneCoinDawidSkene", "glad": "GLAD", "majority_vote": "MajorityVote",
+               "majorityvote": "MajorityVote", "crowdkit": spec.pop("method", "DawidSkene")}
+    if kind in methods:
+        return CrowdKit(methods[kind], **spec)
+    raise ValueError(f"unknown merge policy {kind!r} (majority, plurality, dawid_skene, one_coin_dawid_skene, glad, majority_vote)")
+
+
+def policy_label(policy: Policy) -> str:
+    name = {Majority: "majority", Plurality: "plurality"}.get(type(policy), None)
+    if name is None:
+        name = policy.method  # type: ignore[union-attr]
+        params = {f.name: getattr(policy, f.name) for f in fields(policy) if f.name != "method"}
+    else:
+        params = {f.name: getattr(policy, f.name) for f in fields(policy)}
+    return f"{name}(" + ", ".join(f"{k}={v}" for k, v in params.items()) + ")"
+
+
+# ---- helpers -------------------------------------------------------------------------------------
+
+RESOLVED, UNRESOLVED, NON_EMOTION, NOT_KEPT, NO_VOTES = "resolved", "unresolved", "non_emotion", "not_kept", "no_votes"
+PER_ANNOTATION_COLUMNS = {
+    "annotator_id", "source", "keep", "valence", "arousal", "ambiguity", "emotion24", "emotion8",
+    "age_groups", "deciding_factors", "tags", "annotated_at", "emotion", "taxonomy", "source_file",
+    "source_line", "source_index", "synthetic_annotator",
+}
+CARRIED_COLUMNS = ("image_path", "query", "query_emotion")
+
+
+def level_column(tax: Taxonomy, n_levels: int) -> str:
+    """Column of the annotations table holding votes at this level, also the merged column prefix."""
+    return {"plutchik24": "emotion24", "emo8": "emotion8"}.get(tax.name, "emotion" if n_levels == 1 else tax.name)
+
+
+def _excluded_ids(excluded: Iterable[str] | pd.DataFrame | None) -> set[str]:
+    if excluded is None:
+        return set()
+    if isinstance(excluded, pd.DataFrame):  # annotator_scores (ops.grading)
+        return set(excluded.loc[excluded["excluded"].astype(bool), "annotator_id"].astype(str))
+    return {str(x) for x in excluded}
+
+
+def _project(word: str | None, lvls: list[Taxonomy], i: int, keyword_labels: Mapping[str, str] | None) -> str | None:
+    """A query emotion word as a label of level ``i`` (a finer label is projected to its parent)."""
+    if word is None or (isinstance(word, float) and np.isnan(word)):
+        return None
+    w = keyword_labels.get(word, keyword_labels.get(str(word).casefold(), word)) if keyword_labels else word
+    for j in range(i + 1):
+        lab = lvls[j].normalize(w)
+        if lab is None:
+            continue
+        for k in range(j, i):
+            lab = lvls[k].to_parent(lab)
+        return lab
+    return None
+
+
+def _fmt_share(x: float) -> str:
+    return f"{100 * x:.0f}%"
+
+
+# ---- the merge -----------------------------------------------------------------------------------
+
+def merge_annotations(
+    annotations: pd.DataFrame,
+    policy: str | Mapping[str, Any] | Policy = "majority",
+    *,
+    taxonomy: str | Taxonomy = "plutchik24",
+    query_emotion: Mapping[str, str] | pd.Series | None = None,
+    keyword_labels: Mapping[str, str] | None = None,
+    excluded_annotators: Iterable[str] | pd.DataFrame | None = None,
+    item_columns: Sequence[str] | None = None,
+    require_keep_majority: bool = True,
+) -> pd.DataFrame:
+    """One row per image: keep majority, aggregated labels, vote distributions, agreement, V/A.
+
+    FindingEmo §A.5 (keep majority, distinct labels, wheel distance, V/A spread), AffectNet+
+    Supplement II (majority, tie by query keyword). See the module docstring for the columns and
+    :func:`merge_annotations_with_estimates` for the crowd-kit annotator estimates.
+    """
+    return merge_annotations_with_estimates(
+        annotations, policy, taxonomy=taxonomy, query_emotion=query_emotion, keyword_labels=keyword_labels,
+        excluded_annotators=excluded_annotators, item_columns=item_columns,
+        require_keep_majority=require_keep_majority,
+    )[0]
+
+
+def merge_annotations_with_estimates(
+    annotations: pd.DataFrame,
+    policy: str | Mapping[str, Any] | Policy = "majority",
+    *,
+    taxonomy: str | Taxonomy = "plutchik24",
+    query_emotion: Mapping[str, str] | pd.Series | None = None,
+    keyword_labels: Mapping[str, str] | None = None,
+    excluded_annotators: Iterable[str] | pd.DataFrame | None = None,
+    item_columns: Sequence[str] | None = None,
+    require_keep_majority: bool = True,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """:func:`merge_annotations` plus the annotator estimates of crowd-kit policies (FindingEmo §A.5,
+    AffectNet+ Supplement II). ``query_emotion``: image_id -> query emotion word or label (default:
+    the annotations' ``query_emotion`` column); ``keyword_labels``: word -> label for words that are
+    not labels themselves. ``excluded_annotators``: ids, or an ``annotator_scores`` frame (its
+    ``excluded`` column, ops.grading). ``item_columns``: columns carried per image (default: every
+    non-annotation column that is constant within each image)."""
+    pol = parse_policy(policy)
+    tax = get_taxonomy(taxonomy)
+    lvls = levels(tax)
+    excluded = _excluded_ids(excluded_annotators)
+    a = annotations
+    all_images = pd.Index(pd.unique(a["image_id"].astype(str)), name="image_id")
+    is_excl = a["annotator_id"].astype(str).isin(excluded) if excluded else pd.Series(False, index=a.index)
+    n_excl = is_excl.groupby(a["image_id"].astype(str)).sum().reindex(all_images, fill_value=0)
+    a = a[~is_excl.to_numpy()]
+    img = a["image_id"].astype(str)
+
+    out = pd.DataFrame(index=all_images)
+    out["n_annotators"] = a.groupby(img)["annotator_id"].nunique().reindex(all_images, fill_value=0).astype("int64")
+    out["n_annotations"] = img.value_counts().reindex(all_images, fill_value=0).astype("int64")
+    out["n_excluded"] = n_excl.astype("int64")
+    keep = a["keep"].astype(bool)
+    out["n_keep"] = keep.groupby(img).sum().reindex(all_images, fill_value=0).astype("int64")
+    out["n_reject"] = (out["n_annotations"] - out["n_keep"]).astype("int64")
+    # FindingEmo §A.5: "majority of Keep annotations", "mainly Reject", "undecided"
+    out["keep_majority"] = np.where(out["n_keep"] > out["n_reject"], "keep",
+                                    np.where(out["n_keep"] < out["n_reject"], "reject", "undecided"))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out["keep_share"] = out["n_keep"] / out["n_annotations"].where(out["n_annotations"] > 0)
+
+    kept = a[keep.to_numpy()]
+    kimg = kept["image_id"].astype(str)
+
+    # query emotion per image (AffectNet+ Supplement II tie-break)
+    if query_emotion is None:
+        if "query_emotion" in a.columns:
+            qe = annotations.assign(_i=annotations["image_id"].astype(str)).dropna(subset=["query_emotion"]).groupby("_i")["query_emotion"].first()
+        else:
+            qe = pd.Series(dtype=object)
+    else:
+        qe = pd.Series(query_emotion) if not isinstance(query_emotion, pd.Series) else query_emotion.copy()
+        qe.index = qe.index.astype(str)
+    qe = qe.reindex(all_images)
+
+    estimates: list[pd.DataFrame] = []
+    for i, lt in enumerate(lvls):
+        prefix = level_column(lt, len(lvls))
+        votes = _level_votes(kept, tax, lt, prefix)
+        universe = list(lt.all_labels) + [x for x in tax.non_emotion_labels if x not in lt.all_labels]
+        mask = votes.notna().to_numpy()
+        counts = pd.DataFrame(_count_matrix(kimg[mask], votes[mask], all_images, universe), index=all_images, columns=universe)
+        qcache: dict = {}
+        query_labels = [qcache[w] if w in qcache else qcache.setdefault(w, _project(w, lvls, i, keyword_labels))
+                        for w in qe.to_numpy(dtype=object)]
+        res, est = _aggregate_level(pol, lt, universe, counts, query_labels, kept.assign(_vote=votes)[mask], prefix)
+        estimates.append(est)
+        # non-emotion winners and keep majority
+        status, reason, label = res["status"], res["reason"], res["winner"].copy()
+        km = out["keep_majority"].to_numpy()
+        for r in range(len(all_images)):
+            if status[r] == RESOLVED and label[r] is not None and not lt.is_emotion(label[r]):
+                status[r] = NON_EMOTION
+                reason[r] = f"non-emotion label {label[r]!r} won: " + reason[r]
+            if require_keep_majority and status[r] in (RESOLVED, NON_EMOTION) and km[r] != "keep":
+                status[r] = NOT_KEPT
+                reason[r] = f"keep/reject majority is {km[r]!r}; votes: " + reason[r]
+        out[prefix] = pd.array([label[r] if status[r] == RESOLVED else None for r in range(len(label))], dtype="str")
+        out[f"{prefix}_winner"] = pd.array(res["winner"], dtype="str")
+        out[f"{prefix}_status"] = pd.array(status, dtype="str")
+        out[f"{prefix}_reason"] = pd.array(reason, dtype="str")
+        out[f"{prefix}_confidence"] = np.asarray(res["confidence"], dtype="float64")
+        C = counts.to_numpy()
+        tot = C.sum(axis=1)
+        out[f"{prefix}_n_votes"] = tot.astype("int64")
+        out[f"{prefix}_votes"] = _vote_lists(C, universe)
+        for j, lab in enumerate(universe):
+            out[f"{prefix}_n_{slug(lab)}"] = C[:, j]
+        out[f"{prefix}_n_distinct"] = (C > 0).sum(axis=1).astype("int64")
+        out[f"{prefix}_max_distance"] = _max_distance(lt, universe, C)
+        out[f"{prefix}_all_agree"] = (out[f"{prefix}_n_distinct"] == 1).to_numpy()
+
+    # valence, arousal, ambiguity over kept annotations (FindingEmo §A.5: maximum distance)
+    for dim in ("valence", "arousal", "ambiguity"):
+        if dim not in kept.columns:
+            continue
+        g = pd.to_numeric(kept[dim], errors="coerce").astype("float64").groupby(kimg)
+        stats = g.agg(["mean", "median", "std", "max", "min", "count"]).reindex(all_images)
+        out[f"{dim}_mean"] = stats["mean"]
+        out[f"{dim}_median"] = stats["median"]
+        out[f"{dim}_std"] = stats["std"]
+        out[f"{dim}_range"] = stats["max"] - stats["min"]
+        out[f"{dim}_n"] = stats["count"].fillna(0).astype("int64")
+
+    _age_shares(out, kept, kimg, all_images)
+    out["merge_policy"] = policy_label(pol)
+    _carry_item_columns(out, annotations, all_images, item_columns)
+    merged = out.reset_index()
+    est = pd.concat([e for e in estimates if len(e)], ignore_index=True) if any(len(e) for e in estimates) else _empty_estimates()
+    return merged, est
+
+
+def _count_matrix(rows: pd.Series, cols: pd.Series, row_index: pd.Index, col_labels: list[str]) -> np.ndarray:
+    """counts[i, j] = number of (row_index[i], col_labels[j]) pairs."""
+    r = row_index.get_indexer(rows.astype(str))
+    c = pd.Index(col_labels).get_indexer(cols.astype(str))
+    ok = (r >= 0) & (c >= 0)
+    flat = np.bincount(r[ok] * len(col_labels) + c[ok], minlength=len(row_index) * len(col_labels))
+    return flat.reshape(len(row_index), len(col_labels)).astype("int64")
+
+
+def _level_votes(kept: pd.DataFrame, tax: Taxonomy, lt: Taxonomy, prefix: str) -> pd.Series:
+    """The vote of each kept annotation at this level; non-emotion labels vote as themselves."""
+    if prefix in kept.columns:
+        v = kept[prefix].astype(object).where(kept[prefix].notna(), None)
+    else:
+        v = pd.Series([None] * len(kept), index=kept.index, dtype=object)
+    if "emotion" in kept.columns and tax.non_emotion_labels:
+        ne = kept["emotion"].isin(list(tax.non_emotion_labels))
+        if "taxonomy" in kept.columns:
+            ne &= kept["taxonomy"] == tax.name
+        v = v.where(~ne, kept["emotion"])
+    if prefix == "emotion" and "taxonomy" in kept.columns:
+        v = v.where(kept["taxonomy"] == lt.name, None)  # a flat level counts only its own taxonomy
+    valid = set(lt.all_labels) | set(tax.non_emotion_labels)
+    return v.where(v.isin(list(valid)), None)
+
+
+def _vote_lists(C: np.ndarray, universe: list[str]) -> list[list[dict]]:
+    tot = C.sum(axis=1)
+    out = []
+    for r in range(C.shape[0]):
+        nz = np.flatnonzero(C[r])
+        out.append([{"label": universe[j], "votes": int(C[r, j]), "share": float(C[r, j] / tot[r])} for j in nz])
+    return out
+
+
+def _max_distance(lt: Taxonomy, universe: list[str], C: np.ndarray) -> np.ndarray:
+    """FindingEmo §A.5, Fig. 14: the largest wheel distance (Fig. 13) between labels voted for an image."""
+    res = np.full(C.shape[0], np.nan)
+    if not lt.has_wheel:
+        return res
+    emo = [j for j, x in enumerate(universe) if lt.is_emotion(x)]
+    present = C[:, emo] > 0
+    any_emo = present.any(axis=1)
+    res[any_emo] = 0.0
+    for ii in range(len(emo)):
+        for jj in range(ii + 1, len(emo)):
+            d = lt.distance(universe[emo[ii]], universe[emo[jj]])
+            both = present[:, ii] & present[:, jj]
+            if both.any():
+                res[both] = np.maximum(res[both], d)
+    return res
+
+
+def _aggregate_level(pol: Policy, lt: Taxonomy, universe: list[str], counts: pd.DataFrame,
+                     query_labels: list[str | None], kept_votes: pd.DataFrame, prefix: str) -> tuple[dict, pd.DataFrame]:
+    C = counts.to_numpy()
+    n = C.shape[0]
+    tot = C.sum(axis=1)
+    winner: list[str | None] = [None] * n
+    status = [NO_VOTES] * n
+    reason = ["no votes from kept annotations"] * n
+    conf = np.full(n, np.nan)
+    est = _empty_estimates()
+
+    if isinstance(pol, Majority):
+        C2 = np.where(C >= pol.min_votes_per_label, C, 0)
+        tot2 = C2.sum(axis=1)
+        mx = C2.max(axis=1) if C2.shape[1] else np.zeros(n, int)
+        arg = C2.argmax(axis=1) if C2.shape[1] else np.zeros(n, int)
+        n_at_max = (C2 == mx[:, None]).sum(axis=1)
+        for r in range(n):
+            if tot[r] == 0:
+                continue
+            removed = tot[r] - tot2[r]
+            noise = f"; {removed} vote(s) below min_votes_per_label={pol.min_votes_per_label} removed as noise" if removed else ""
+            status[r] = UNRESOLVED
+            if tot2[r] == 0:
+                reason[r] = f"all {tot[r]} vote(s) below min_votes_per_label={pol.min_votes_per_label}"
+                continue
+            share = mx[r] / tot2[r]
+            if n_at_max[r] > 1:
+                tied = [universe[j] for j in np.flatnonzero(C2[r] == mx[r])]
+                reason[r] = f"tie between {', '.join(tied)} ({mx[r]} votes each of {tot2[r]}){noise}"
+                continue
+            if share <= pol.min_share:
+                reason[r] = (f"top label {universe[arg[r]]} has {mx[r]}/{tot2[r]} votes ({_fmt_share(share)}), "
+                             f"not more than min_share={pol.min_share:g}{noise}")
+                continue
+            winner[r], status[r], conf[r] = universe[arg[r]], RESOLVED, share
+            reason[r] = f"majority: {universe[arg[r]]} with {mx[r]}/{tot2[r]} votes ({_fmt_share(share)}){noise}"
+    elif isinstance(pol, Plurality):
+        mx = C.max(axis=1) if C.shape[1] else np.zeros(n, int)
+        for r in range(n):
+            if tot[r] == 0:
+                continue
+            tied = [universe[j] for j in np.flatnonzero(C[r] == mx[r])]
+            share = mx[r] / tot[r]
+            if len(tied) == 1:
+                winner[r], status[r], conf[r] = tied[0], RESOLVED, share
+                reason[r] = f"plurality: {tied[0]} with {mx[r]}/{tot[r]} votes ({_fmt_share(share)})"
+                continue
+            q = query_labels[r]
+            if pol.tie_break == "query" and q is not None and q in tied:
+                winner[r], status[r], conf[r] = q, RESOLVED, share
+                reason[r] = f"tie between {', '.join(tied)} ({mx[r]} votes each) broken by the query emotion {q}"
+            else:
+                status[r] = UNRESOLVED
+                why = ("tie-break disabled" if pol.tie_break != "query" else
+                       "no query emotion" if q is None else f"query emotion {q} is not among them")
+                reason[r] = f"tie between {', '.join(tied)} ({mx[r]} votes each); {why}"
+    else:
+        winner, status, reason, conf, est = _crowdkit(pol, lt, universe, counts, kept_votes, prefix, winner, status, reason, conf)
+    return {"winner": winner, "status": status, "reason": reason, "confidence": conf}, est
+
+
+def _crowdkit(pol: CrowdKit, lt: Taxonomy, universe: list[str], counts: pd.DataFrame, kept_votes: pd.DataFrame,
+              prefix: str, winner, status, reason, conf):
+    """crowd-kit estimators (Dawid-Skene 1979 and others) over (annotator, image, vote) triples."""
+    from crowdkit import aggregation as ca
+
+    est = _empty_estimates()
+    if kept_votes.empty:
+        return winner, status, reason, conf, est
+    data = pd.DataFrame({
+        "worker": kept_votes["annotator_id"].astype(str).to_numpy(),
+        "task": kept_votes["image_id"].astype(str).to_numpy(),
+        "label": kept_votes["_vote"].astype(str).to_numpy(),
+    })
+    cls = getattr(ca, pol.method)
+    if pol.method == "MajorityVote":
+        model = cls().fit(data)
+    else:
+        model = cls(n_iter=pol.n_iter, tol=pol.tol).fit(data)
+    labels = model.labels_
+    probas = getattr(model, "probas_", None)
+    if probas is None and hasattr(model, "fit_predict_proba"):
+        probas = model.fit_predict_proba(data) if pol.method == "MajorityVote" else None
+    pos = {t: r for r, t in enumerate(counts.index)}
+    for task, lab in labels.items():
+        r = pos[str(task)]
+        p = float(probas.loc[task, lab]) if probas is not None and lab in probas.columns else np.nan
+        winner[r], status[r], conf[r] = str(lab), RESOLVED, p
+        reason[r] = f"{pol.method}: {lab}" + (f" (posterior {p:.2f})" if not np.isnan(p) else "")
+    rows = []
+    if hasattr(model, "errors_") and isinstance(model.errors_, pd.DataFrame):
+        e = model.errors_.stack()
+        e.index.names = ["annotator_id", "observed_label", "true_label"]
+        e = e.rename("value").reset_index()
+        e["kind"] = "confusion"
+        rows.append(e)
+    if hasattr(model, "priors_") and isinstance(getattr(model, "priors_"), pd.Series):
+        p = model.priors_.rename("value").rename_axis("true_label").reset_index()
+        p["kind"], p["annotator_id"], p["observed_label"] = "prior", None, None
+        rows.append(p)
+    skills = getattr(model, "skills_", None)
+    if skills is None:
+        skills = getattr(model, "alphas_", None)
+    if isinstance(skills, pd.Series):
+        s = skills.rename("value").rename_axis("annotator_id").reset_index()
+        s["kind"], s["true_label"], s["observed_label"] = "skill", None, None
+        rows.append(s)
+    if rows:
+        est = pd.concat(rows, ignore_index=True)
+        est["method"], est["level"] = pol.method, prefix
+        est = est[list(_empty_estimates().columns)]
+        est["value"] = est["value"].astype("float64")
+    return winner, status, reason, conf, est
+
+
+def _empty_estimates() -> pd.DataFrame:
+    return pd.DataFrame({c: pd.Series(dtype=t) for c, t in (
+        ("method", "str"), ("level", "str"), ("annotator_id", "str"), ("kind", "str"),
+        ("true_label", "str"), ("observed_label", "str"), ("value", "float64"))})
+
+
+def _age_shares(out: pd.DataFrame, kept: pd.DataFrame, kimg: pd.Series, all_images: pd.Index) -> None:
+    """Age groups (multi-label, FindingEmo §2.1) per image: share of kept annotations ticking each."""
+    from ops.annotations import FINDINGEMO_AGE_GROUPS
+
+    if "age_groups" not in kept.columns:
+        return
+    ex = pd.DataFrame({"image_id": kimg.to_numpy(), "g": kept["age_groups"].to_numpy()}).explode("g").dropna(subset=["g"])
+    groups = list(FINDINGEMO_AGE_GROUPS) + sorted(set(ex["g"]) - set(FINDINGEMO_AGE_GROUPS))
+    n = kimg.value_counts().reindex(all_images, fill_value=0)
+    ticks = pd.DataFrame(_count_matrix(ex["image_id"], ex["g"], all_images, groups), index=all_images, columns=groups)
+    denom = n.where(n > 0)
+    maj = [[] for _ in range(len(all_images))]
+    for gname in groups:
+        share = (ticks[gname] / denom).to_numpy(dtype="float64")
+        out[f"age_{slug(gname)}"] = share
+        for r in np.flatnonzero(share > 0.5):
+            maj[r].append(gname)
+    out["age_groups_majority"] = maj
+
+
+def _carry_item_columns(out: pd.DataFrame, annotations: pd.DataFrame, all_images: pd.Index, item_columns: Sequence[str] | None) -> None:
+    """Image-level columns (image_path, query, split, ...) carried onto the merged row."""
+    a = annotations.assign(_i=annotations["image_id"].astype(str))
+    if item_columns is None:
+        cand = [c for c in a.columns if c not in PER_ANNOTATION_COLUMNS and c not in ("image_id", "_i")]
+        cols = []
+        for c in cand:
+            if c in CARRIED_COLUMNS:
+                cols.append(c)
+                continue
+            try:
+                if a.groupby("_i")[c].nunique(dropna=True).max() <= 1:
+                    cols.append(c)
+            except TypeError:  # unhashable values (lists): not an item-level scalar column
+                continue
+    else:
+        missing = [c for c in item_columns if c not in a.columns]
+        if missing:
+            raise KeyError(f"item columns not in annotations: {missing}")
+        cols = list(item_columns)
+    if not cols:
+        return
+    first = a.groupby("_i")[cols].first().reindex(all_images)
+    for c in cols:
+        if c in out.columns:
+            continue
+        out[c] = first[c]
