@@ -159,8 +159,8 @@ def grade_annotators(
                 alt_n += 1
         points = tot["keep"] + tot["valence"] + tot["arousal"] + tot["emotion"]
         possible = 4 * n_gold
-        s = points / possible if possible else np.nan
-        s_alt = alt_points / (4 * alt_n) if alt_n else np.nan
+        s = points / possible if possible and tot["seen"] else np.nan  # ungraded: no score
+        s_alt = alt_points / (4 * alt_n) if alt_n and tot["seen"] else np.nan
         rows.append({
             "annotator_id": ann_id, "n_gold_seen": tot["seen"],
             "keep_points": tot["keep"], "valence_points": tot["valence"], "arousal_points": tot["arousal"],
