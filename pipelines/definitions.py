@@ -48,7 +48,6 @@ scrape_batch_job = define_asset_job(
         acquisition.search_results, acquisition.candidate_urls, acquisition.downloaded_images,
         dedup.image_hashes,
     ),
-    partitions_def=scrape_batches,
     description="Search, filter, download and hash one scrape batch (a dynamic partition).",
 )
 

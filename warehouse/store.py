@@ -180,7 +180,7 @@ class Warehouse:
                 f"(build it first, e.g. `emoforge build --select {name}`)"
             )
         tables = [pq.read_table(f, columns=columns) for f in files]
-        return pa.concat_tables(tables, promote_options="default").to_pandas()
+        return pa.concat_tables(tables, promote_options="permissive").to_pandas()
 
     def _view_sql(self, name: str) -> str | None:
         single = self.table_path(name)

@@ -1,0 +1,136 @@
+"""Integration: materialize the acquisition and dedup assets with dagster.materialize against the
+demo corpus served on 127.0.0.1, and check every URL's final status and the dedup outcome against
+the corpus manifest (the expectations are written by the corpus generator, not by the pipeline)."""
+
+import socket
+from collections import Counter
+
+import pytest
+import yaml
+from dagster import DagsterInstance, materialize
+
+from assets.acquisition import planned_batches, scrape_batches
+from assets.resources import DemoWebResource, EmoforgeResource
+from ops.config import demo_config
+from ops.demo import DemoServer, build_corpus
+from pipelines.definitions import ASSETS, CHECKS
+
+pytestmark = pytest.mark.slow
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    """One demo build (module scope: it takes about a minute), with the test owning the server so
+    that its request log shows every fetch."""
+    root = tmp_path_factory.mktemp("demo")
+    port = _free_port()
+    cfg = demo_config().model_dump(mode="json")
+    cfg["acquisition"]["provider"]["demo"]["port"] = port
+    cfg["data_dir"] = str(root / "data")
+    cfg_path = root / "emoforge.yaml"
+    cfg_path.write_text(yaml.safe_dump(cfg))
+    emo = EmoforgeResource(config_path=str(cfg_path))
+    corpus_dir = emo.warehouse.state_path("demo_corpus", "MANIFEST").parent
+    entries = build_corpus(corpus_dir, n_images=cfg["acquisition"]["provider"]["demo"]["n_images"],
+                           seed=cfg["acquisition"]["provider"]["demo"]["seed"])
+    server = DemoServer(corpus_dir, entries, host="127.0.0.1", port=port)
+    server.start()
+    instance = DagsterInstance.ephemeral()
+    resources = {"emoforge": emo, "demo_web": DemoWebResource(emoforge=emo)}
+    everything = [*ASSETS, *CHECKS]
+
+    def build():
+        r = materialize(everything, instance=instance, resources=resources, selection=["search_queries"])
+        assert r.success
+        keys = planned_batches(emo.settings)
+        instance.add_dynamic_partitions(scrape_batches.name, keys)
+        for k in keys:
+            r = materialize(everything, instance=instance, resources=resources, partition_key=k,
+                            selection=["search_results", "candidate_urls", "downloaded_images", "image_hashes"])
+            assert r.success, k
+            checks = [e for e in r.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"]
+            assert checks and all(e.event_specific_data.passed for e in checks)
+        r = materialize(everything, instance=instance, resources=resources,
+                        selection=["duplicate_groups", "unique_images"])
+        assert r.success
+        return keys
+
+    try:
+        keys = build()
+        first_log = list(server.request_log)
+        keys2 = build()  # a rerun: everything is journaled or stored
+        second_log = server.request_log[len(first_log):]
+    finally:
+        server.stop()
+    yield {"emo": emo, "entries": entries, "keys": keys, "keys2": keys2, "first_log": first_log,
+           "second_log": second_log}
+
+
+def test_every_url_has_its_expected_status(built):
+    wh = built["emo"].warehouse
+    dl = wh.read_table("downloaded_images")
+    expected = {(e.query, e.rank): e.expected_status for e in built["entries"]}
+    got = {(q, int(r)): s for q, r, s in zip(dl["query"], dl["rank"], dl["status"])}
+    assert len(dl) == len(expected) == dl["candidate_id"].nunique()
+    mismatches = {k: (got.get(k), v) for k, v in expected.items() if got.get(k) != v}
+    assert not mismatches
+    kinds = Counter(e.expected_status for e in built["entries"])
+    for status in ("blacklisted", "http_404", "timeout", "too_large", "not_an_image", "truncated",
+                   "too_small", "blocked_address", "duplicate_url", "width_out_of_range"):
+        assert kinds[status] >= 1, status
+
+
+def test_dedup_keeps_one_image_per_duplicate_family(built):
+    wh = built["emo"].warehouse
+    entries = built["entries"]
+    ok = [e for e in entries if e.expected_status == "ok"]
+    by_name = {e.name: e for e in entries}
+
+    def family(e):
+        while e.duplicate_of:
+            e = by_name[e.duplicate_of]
+        return e.name
+
+    families = {family(e) for e in ok}
+    unique = wh.read_table("unique_images")
+    assert len(unique) == len(families)
+    assert unique["sha256"].is_unique
+    groups = wh.read_table("duplicate_groups")
+    # each near-duplicate copy is grouped with its original; resized copies lose to the original
+    dl = wh.read_table("downloaded_images")
+    sha_of = {(q, int(r)): s for q, r, s in zip(dl["query"], dl["rank"], dl["sha256"])}
+    gid = dict(zip(groups["sha256"], groups["group_id"]))
+    rep = dict(zip(groups["sha256"], groups["is_representative"]))
+    for e in ok:
+        if e.kind.startswith("near_duplicate"):
+            orig = by_name[e.duplicate_of]
+            a, b = sha_of[(e.query, e.rank)], sha_of[(orig.query, orig.rank)]
+            assert gid[a] == gid[b], e.kind
+            if e.kind == "near_duplicate_resize":
+                assert rep[b] and not rep[a]
+        if e.kind == "exact_duplicate":
+            orig = by_name[e.duplicate_of]
+            assert sha_of[(e.query, e.rank)] == sha_of[(orig.query, orig.rank)]
+
+
+def test_sql_views_over_the_warehouse(built):
+    wh = built["emo"].warehouse
+    con = wh.connect()
+    n = con.execute("select count(*) from downloaded_images where status = 'ok'").fetchone()[0]
+    assert n == sum(e.expected_status == "ok" for e in built["entries"])
+    assert con.execute("select count(*) from unique_images").fetchone()[0] > 0
+    con.close()
+
+
+def test_rerun_downloads_nothing_again(built):
+    assert built["keys2"] == built["keys"]
+    images_first = [p for m, p in built["first_log"] if not p.startswith("/search")]
+    images_second = [p for m, p in built["second_log"] if not p.startswith("/search")]
+    assert images_first, "the first build fetched images"
+    assert images_second == []
