@@ -168,22 +168,21 @@ def _print_stage(row: dict) -> None:
 def cmd_build(args: argparse.Namespace) -> int:
     from ops.config import ConfigError
 
-    if args.demo:
-        os.environ["EMOFORGE_DEMO"] = "1"
-    if args.config:
-        os.environ["EMOFORGE_CONFIG"] = str(Path(args.config).resolve())
-    if args.data_dir:
-        os.environ["EMOFORGE_HOME"] = str(Path(args.data_dir).resolve())
     try:
         from assets.resources import EmoforgeResource
 
-        emo = EmoforgeResource.from_env()
+        env = EmoforgeResource.from_env()
+        # flags win over the environment; --demo without --config ignores EMOFORGE_CONFIG
+        emo = EmoforgeResource(
+            config_path=str(Path(args.config).resolve()) if args.config else (None if args.demo else env.config_path),
+            data_dir=str(Path(args.data_dir).resolve()) if args.data_dir else env.data_dir,
+            demo=bool(args.demo or env.demo),
+        )
         settings = emo.settings
         wh = emo.warehouse
     except ConfigError as e:
         print(f"emoforge build: {e}", file=sys.stderr)
         return EXIT_USAGE
-    os.environ.setdefault("EMOFORGE_HOME", str(wh.root))
     prepare_dagster_home(wh.root)
 
     from dagster import AssetSelection, DagsterInstance, materialize

@@ -1,0 +1,98 @@
+"""The CLI contract: `emoforge build` and `emoforge sql`, exit codes included."""
+
+import csv
+import io
+import json
+import socket
+
+import pandas as pd
+import pytest
+import yaml
+
+from ops.config import demo_config
+from pipelines.cli import main
+from warehouse.store import Warehouse
+
+
+@pytest.fixture
+def clean_env(monkeypatch, tmp_path):
+    # the CLI exports these for the Dagster definitions; make sure each test restores them
+    for var in ("EMOFORGE_HOME", "EMOFORGE_CONFIG", "EMOFORGE_DEMO"):
+        monkeypatch.setenv(var, "")
+        monkeypatch.delenv(var)
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster_home"))
+    return monkeypatch
+
+
+@pytest.fixture
+def small_wh(tmp_path):
+    wh = Warehouse(tmp_path / "wh").ensure()
+    wh.write_table("downloaded_images", pd.DataFrame({
+        "status": ["ok", "ok", "http_404"], "width": [1000, 1200, None], "tags": [["a"], [], None]}),
+        partition="q000000-000003")
+    return wh
+
+
+def test_sql_formats(small_wh, capsys):
+    q = "select status, count(*) as n from downloaded_images group by 1 order by 1"
+    assert main(["sql", "--data-dir", str(small_wh.root), q]) == 0
+    out = capsys.readouterr().out
+    assert "http_404" in out and "(2 rows)" in out
+    assert main(["sql", "--data-dir", str(small_wh.root), "--format", "csv", q]) == 0
+    rows = list(csv.reader(io.StringIO(capsys.readouterr().out)))
+    assert rows == [["status", "n"], ["http_404", "1"], ["ok", "2"]]
+    assert main(["sql", "--data-dir", str(small_wh.root), "--format", "json", q]) == 0
+    assert json.loads(capsys.readouterr().out) == [{"status": "http_404", "n": 1}, {"status": "ok", "n": 2}]
+
+
+def test_sql_errors_and_read_only(small_wh, tmp_path, capsys):
+    assert main(["sql", "--data-dir", str(small_wh.root), "select * from nope"]) == 1
+    assert "nope" in capsys.readouterr().err
+    assert main(["sql", "--data-dir", str(small_wh.root), "create table x(a int)"]) == 1
+    assert "read-only" in capsys.readouterr().err.lower()
+    assert main(["sql", "--data-dir", str(tmp_path / "empty"), "select 1"]) == 2
+    assert "no warehouse" in capsys.readouterr().err
+
+
+def test_build_rejects_bad_config_and_selection(clean_env, tmp_path, capsys):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("acquisition:\n  download:\n    concurrancy: 3\n")
+    assert main(["build", "--config", str(bad), "--data-dir", str(tmp_path / "d")]) == 2
+    err = capsys.readouterr().err
+    assert "acquisition.download.concurrancy: unknown key" in err and str(bad) in err
+    assert main(["build", "--demo", "--data-dir", str(tmp_path / "d"), "--select", "no_such_asset"]) == 2
+    assert "no_such_asset" in capsys.readouterr().err
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_build_groups_then_a_failing_blocking_check(clean_env, tmp_path, capsys):
+    cfg = demo_config().model_dump(mode="json")
+    cfg["acquisition"]["provider"]["demo"]["port"] = _free_port()
+    cfg_path = tmp_path / "demo.yaml"
+    cfg_path.write_text(yaml.safe_dump(cfg))
+    data = tmp_path / "data"
+    assert main(["build", "--config", str(cfg_path), "--data-dir", str(data), "--select", "group:acquisition"]) == 0
+    out = capsys.readouterr().out
+    assert "downloaded_images" in out and "dropped:" in out and "warehouse:" in out
+    assert not (data / "tables" / "unique_images.parquet").exists()
+    assert main(["build", "--config", str(cfg_path), "--data-dir", str(data), "--select", "group:dedup"]) == 0
+    assert "unique_images" in capsys.readouterr().out
+    assert main(["sql", "--data-dir", str(data), "--format", "json",
+                 "select count(*) as n from unique_images"]) == 0
+    n_unique = json.loads(capsys.readouterr().out)[0]["n"]
+    assert n_unique > 150
+    # the rebuild skips built batches
+    assert main(["build", "--config", str(cfg_path), "--data-dir", str(data), "--select", "group:acquisition"]) == 0
+    assert "0 to build" in capsys.readouterr().out
+    # narrower width limits than the stored images: the blocking check fails, exit code 1
+    cfg["acquisition"]["max_width"] = 1200
+    cfg_path.write_text(yaml.safe_dump(cfg))
+    assert main(["build", "--config", str(cfg_path), "--data-dir", str(data), "--select", "unique_images"]) == 1
+    out = capsys.readouterr().out
+    assert "unique_images_valid" in out and "build FAILED" in out
