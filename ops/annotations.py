@@ -330,12 +330,14 @@ def _parse_datetime(v: Any, field: str, placeholders: Sequence[str], problems: l
 def _labels(tax: Taxonomy, raw: Any, field: str, problems: list, label_map: Mapping[str, str] | None = None) -> dict:
     """emotion / emotion24 / emotion8 of one vote (FindingEmo §2.1: Emo24 -> Emo8 leaf)."""
     out = {"emotion": None, "emotion24": None, "emotion8": None}
-    if _is_undefined(raw):
+    if raw is None or (isinstance(raw, float) and np.isnan(raw)):
         return out
     s = str(raw).strip()
     if label_map and s in label_map:
         s = label_map[s]
-    label = tax.normalize(s)
+    label = tax.normalize(s)  # before the "not given" words: AffectNet has a label "None"
+    if label is None and _is_undefined(s):
+        return out
     if label is None:
         problems.append((field, raw, R_UNKNOWN_LABEL))
         return out

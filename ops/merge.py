@@ -40,6 +40,7 @@ Second output of :func:`merge_annotations_with_estimates` (crowd-kit policies; e
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, fields
 from typing import Any, Iterable, Literal, Mapping, Sequence
 
@@ -437,10 +438,12 @@ def _crowdkit(pol: CrowdKit, lt: Taxonomy, universe: list[str], counts: pd.DataF
         "label": kept_votes["_vote"].astype(str).to_numpy(),
     })
     cls = getattr(ca, pol.method)
-    if pol.method == "MajorityVote":
-        model = cls().fit(data)
-    else:
-        model = cls(n_iter=pol.n_iter, tol=pol.tol).fit(data)
+    with warnings.catch_warnings():  # crowd-kit 1.4 uses pandas idioms pandas 3 deprecates
+        warnings.simplefilter("ignore", category=FutureWarning)
+        warnings.simplefilter("ignore", category=DeprecationWarning)
+        if hasattr(pd.errors, "Pandas4Warning"):
+            warnings.simplefilter("ignore", category=pd.errors.Pandas4Warning)
+        model = cls().fit(data) if pol.method == "MajorityVote" else cls(n_iter=pol.n_iter, tol=pol.tol).fit(data)
     labels = model.labels_
     probas = getattr(model, "probas_", None)
     if probas is None and hasattr(model, "fit_predict_proba"):
