@@ -19,7 +19,7 @@ from dagster import (
 from assets._meta import breakdown, breakdown_md, md_table, stage_metadata
 from assets.resources import DemoWebResource, EmoforgeResource
 from ops import statuses as S
-from ops.batches import batch_keys, parse_batch_key
+from ops.batches import batch_keys, extend_batches, parse_batch_key
 from ops.candidates import PENDING, filter_candidates
 from ops.config import EmoforgeConfig
 from ops.download import DownloadItem, Downloader
@@ -60,13 +60,14 @@ def url_list_spec(cfg: EmoforgeConfig) -> UrlListSpec:
                        order_column=u.order_column, query_column=u.query_column)
 
 
-def planned_batches(cfg: EmoforgeConfig) -> list[str]:
-    """The batch keys the current configuration covers (a refresh registers the missing ones)."""
+def planned_batches(cfg: EmoforgeConfig, existing: list[str] | tuple[str, ...] = ()) -> list[str]:
+    """The batch keys the current configuration covers, keeping the existing batches as they are
+    (a refresh registers only the missing ones, starting where the last batch ended)."""
     p = cfg.acquisition.provider
     if p.kind == "url_list":
         n = len(load_url_list(url_list_spec(cfg), max_items=p.url_list.max_items))
-        return batch_keys("u", n, p.url_list.items_per_batch)
-    return batch_keys("q", len(planned_queries(cfg)), cfg.acquisition.queries_per_batch)
+        return extend_batches("u", n, p.url_list.items_per_batch, existing)
+    return extend_batches("q", len(planned_queries(cfg)), cfg.acquisition.queries_per_batch, existing)
 
 
 def _earlier_partitions(wh, table: str, key: str) -> list[str]:

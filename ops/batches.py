@@ -30,3 +30,19 @@ def parse_batch_key(key: str) -> tuple[str, int, int]:
             f"(URL-list items) with start < end"
         )
     return m["kind"], int(m["start"]), int(m["end"])
+
+
+def extend_batches(kind: str, total: int, per_batch: int, existing: list[str] | tuple[str, ...] = ()) -> list[str]:
+    """The batch keys covering ``total`` units, keeping the batches that already exist.
+
+    Existing keys of the same kind stay as they are (a refresh never redoes or re-cuts a batch);
+    new batches start where the last existing one ends. So growing ``max_queries`` from 10 to 14
+    with batches of 4 keeps q0-4, q4-8, q8-10 and adds q10-14.
+    """
+    mine = sorted((parse_batch_key(k) for k in existing if k[:1] == kind), key=lambda t: t[1])
+    start = max((end for _, _, end in mine), default=0)
+    width = 6 if kind == "q" else 7
+    keys = [f"{kind}{s:0{width}d}-{e:0{width}d}" for _, s, e in mine]
+    for s in range(start, total, per_batch):
+        keys.append(f"{kind}{s:0{width}d}-{min(s + per_batch, total):0{width}d}")
+    return keys

@@ -234,12 +234,12 @@ def cmd_build(args: argparse.Namespace) -> int:
     if pre and not run(pre, None, "prepare: " + ", ".join(k.to_user_string() for k in pre)):
         return _finish(False, wh, stage_rows, problems_all, t0)
     if part:
+        known = set(instance.get_dynamic_partitions(scrape_batches.name))
         try:
-            planned = planned_batches(settings)
+            planned = planned_batches(settings, sorted(known))
         except Exception as e:
             print(f"emoforge build: cannot plan scrape batches: {e}", file=sys.stderr)
             return EXIT_FAILED
-        known = set(instance.get_dynamic_partitions(scrape_batches.name))
         new = [k for k in planned if k not in known]
         if new:
             instance.add_dynamic_partitions(scrape_batches.name, new)

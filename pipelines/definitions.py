@@ -68,8 +68,8 @@ def _resources() -> dict:
         description="Registers the scrape batches the configuration covers but the instance does not "
                     "know yet, and requests one run per new batch. Earlier batches are never redone.")
 def new_scrape_batches(context: SensorEvaluationContext, emoforge: EmoforgeResource):
-    planned = planned_batches(emoforge.settings)
     known = set(context.instance.get_dynamic_partitions(scrape_batches.name))
+    planned = planned_batches(emoforge.settings, sorted(known))
     new = [k for k in planned if k not in known]
     if not new:
         return SkipReason(f"all {len(planned)} planned scrape batches are registered")

@@ -134,3 +134,29 @@ def test_rerun_downloads_nothing_again(built):
     images_second = [p for m, p in built["second_log"] if not p.startswith("/search")]
     assert images_first, "the first build fetched images"
     assert images_second == []
+
+
+def test_refresh_sensor_adds_only_new_batches(tmp_path):
+    from dagster import SensorResult, SkipReason, build_sensor_context
+
+    from pipelines.definitions import new_scrape_batches
+
+    cfg = demo_config().model_dump(mode="json")
+    cfg["acquisition"]["max_queries"] = 10
+    p = tmp_path / "c.yaml"
+    p.write_text(yaml.safe_dump(cfg))
+    emo = EmoforgeResource(config_path=str(p), data_dir=str(tmp_path / "d"))
+    instance = DagsterInstance.ephemeral()
+    ctx = build_sensor_context(instance=instance, resources={"emoforge": emo})
+    res = new_scrape_batches(ctx)
+    assert isinstance(res, SensorResult)
+    assert [r.partition_key for r in res.run_requests] == ["q000000-000004", "q000004-000008", "q000008-000010"]
+    instance.add_dynamic_partitions(scrape_batches.name, ["q000000-000004", "q000004-000008", "q000008-000010"])
+    assert isinstance(new_scrape_batches(build_sensor_context(instance=instance, resources={"emoforge": emo})),
+                      SkipReason)
+    # the configuration grows: only the new batches are requested
+    cfg["acquisition"]["max_queries"] = 14
+    p.write_text(yaml.safe_dump(cfg))
+    emo2 = EmoforgeResource(config_path=str(p), data_dir=str(tmp_path / "d"))
+    res = new_scrape_batches(build_sensor_context(instance=instance, resources={"emoforge": emo2}))
+    assert [r.partition_key for r in res.run_requests] == ["q000010-000014"]

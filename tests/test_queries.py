@@ -3,7 +3,7 @@ from importlib import resources
 
 import pytest
 
-from ops.batches import batch_keys, parse_batch_key
+from ops.batches import batch_keys, extend_batches, parse_batch_key
 from ops.queries import (
     findingemo_keywords, generate_queries, query_folder, recover_findingemo_keywords, recover_keyword_sets,
 )
@@ -63,3 +63,11 @@ def test_batch_keys_roundtrip():
     assert batch_keys("u", 3, 5) == ["u0000000-0000003"]
     with pytest.raises(ValueError, match="invalid scrape batch key"):
         parse_batch_key("b00001")
+
+
+def test_extend_batches_keeps_existing_cuts():
+    first = extend_batches("q", 10, 4)
+    assert first == ["q000000-000004", "q000004-000008", "q000008-000010"]
+    assert extend_batches("q", 14, 4, first) == first + ["q000010-000014"]
+    assert extend_batches("q", 10, 4, first) == first
+    assert extend_batches("u", 3, 2, first) == ["u0000000-0000002", "u0000002-0000003"]
