@@ -1,0 +1,819 @@
+"""The image downloader: candidate URLs in, one status row per candidate out (plain Python).
+
+What it implements, and where:
+
+* **Acquisition filter of FindingEmo §2.3.1**: an image is kept only if it really is an image
+  (decoded by PIL, whatever the Content-Type says) and its width, after EXIF orientation, is
+  strictly between the limits (FindingEmo: 800 < w < 1600). See :func:`inspect_image`.
+* **Backups**: a candidate has a primary URL and backups (FindingEmo-Light lists several URLs per
+  image); they are tried in order until one gives an ok image (:meth:`Downloader._process`).
+* **Politeness** (:class:`_HostGate`): at most ``per_host`` simultaneous requests per host, and a
+  per-host "not before" time: a 429/503 pauses the whole host (Retry-After in seconds or as an
+  HTTP date, capped by ``max_retry_after``; a longer one gives up with http_429/http_503).
+* **Retries** (:meth:`Downloader._fetch_url`): timeouts, connection errors, 429 and 5xx are
+  retried up to ``retries`` times with exponential backoff and full jitter; other 4xx are final.
+* **Limits** (:meth:`Downloader._request_once`): connect/read timeouts, a total deadline per
+  request (``connect_timeout + 3 * read_timeout``, enforced by a watchdog that shuts the socket down,
+  so a server trickling bytes cannot hold a worker), ``max_bytes`` (refused early on
+  Content-Length, else counted while streaming).
+* **SSRF guard** (``ops.netguard``): redirects are followed by hand, at most ``max_redirects``, and
+  every hop is checked (scheme http/https, every resolved address global unless allow-listed)
+  BEFORE any connection. The connection then goes to the checked address (:class:`PinnedAdapter`),
+  so DNS rebinding between check and connect cannot redirect it. Environment proxies are ignored.
+* **Resume** (:class:`_Journal`): every finished candidate is appended to a JSON-lines journal
+  (flushed and fsynced per group of lines) before it is counted; a rerun returns journaled rows
+  without downloading them again; a partially written last line is dropped on reload.
+
+Known limits: only the first checked address of a host is tried (no fallback to the others); a
+host's politeness gate is keyed by host name, so two names of one server are two hosts; the TLS
+handshake is bounded by the socket timeouts, not by the watchdog; a worker waiting for a paused
+host (Retry-After) waits rather than taking another host's item meanwhile; cookies set by one
+server stay in that worker's session (they are only ever sent back to the same site).
+"""
+
+from __future__ import annotations
+
+import email.utils
+import hashlib
+import heapq
+import io
+import itertools
+import json
+import os
+import queue
+import random
+import re
+import socket
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable, Iterable
+from urllib.parse import urljoin, urlsplit, urlunsplit
+
+import pandas as pd
+import requests
+from PIL import Image, ImageOps, UnidentifiedImageError
+from requests.adapters import HTTPAdapter
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+from urllib3.exceptions import ReadTimeoutError
+
+from ops import statuses as st
+from ops.config import DownloadConfig
+from ops.netguard import AllowList, BlockedAddressError, ResolutionError, guard_host
+
+# Output columns, in order (the contract with the assets that read the table).
+COLUMNS = [
+    "candidate_id", "status", "url", "final_url", "url_index", "attempts", "http_status",
+    "sha256", "bytes", "width", "height", "image_format", "content_type", "error", "elapsed_s",
+    "downloaded_at",
+]
+_INT_COLUMNS = ("url_index", "attempts", "http_status", "bytes", "width", "height")
+
+# Formats PIL may open. Restricting them keeps PIL from handing PostScript (EPS) to Ghostscript
+# and similar surprises: a web image dataset needs no more than these.
+IMAGE_FORMATS = ("JPEG", "PNG", "GIF", "WEBP", "BMP", "TIFF")
+
+_REDIRECT_CODES = frozenset({301, 302, 303, 307, 308})
+_CHUNK = 64 * 1024
+
+
+# ---------------------------------------------------------------------------------------------
+# The input
+# ---------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class DownloadItem:
+    """One candidate image: its id and its URLs, primary first, then backups."""
+
+    candidate_id: str          # unique per candidate
+    urls: tuple[str, ...]      # primary URL then backups, tried in order until one gives an ok image
+
+    def __post_init__(self) -> None:
+        if isinstance(self.urls, str):
+            raise TypeError("DownloadItem.urls must be a sequence of URLs, not one string")
+        object.__setattr__(self, "urls", tuple(self.urls))
+        if not self.urls:
+            raise ValueError(f"candidate {self.candidate_id!r} has no URL")
+
+
+# ---------------------------------------------------------------------------------------------
+# Image check (FindingEmo §2.3.1 width filter)
+# ---------------------------------------------------------------------------------------------
+@dataclass
+class ImageCheck:
+    status: str
+    width: int | None = None
+    height: int | None = None
+    image_format: str | None = None
+    error: str | None = None
+
+
+def inspect_image(data: bytes, min_width: int, max_width: int) -> ImageCheck:
+    """Decode ``data`` fully with PIL and apply FindingEmo's width filter (§2.3.1).
+
+    Never trusts a Content-Type: only a full decode (``Image.open`` + ``load``) makes an image.
+    ``ImageFile.LOAD_TRUNCATED_IMAGES`` stays False, so data that stops early is ``truncated``.
+    PIL's decompression-bomb guard stays on: above ``Image.MAX_IMAGE_PIXELS`` pixels (PIL's
+    warning level, here an error) or twice that (PIL's error level) the image is a
+    ``decompression_bomb``, refused before its pixels are decoded. The width is measured after
+    EXIF orientation (a 700x900 JPEG with Orientation 6 is 900 wide) and the limits are exclusive:
+    ok only if ``min_width < w < max_width``.
+    """
+    try:
+        img = Image.open(io.BytesIO(data), formats=IMAGE_FORMATS)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+        return ImageCheck(st.DECOMPRESSION_BOMB, error=str(e))
+    except UnidentifiedImageError:
+        return ImageCheck(st.NOT_AN_IMAGE, error="PIL cannot identify the data as an image")
+    except Exception as e:  # noqa: BLE001 - PIL raises many kinds on garbage headers
+        return ImageCheck(st.NOT_AN_IMAGE, error=f"{type(e).__name__}: {e}")
+    with img:
+        fmt = img.format
+        w0, h0 = img.size
+        limit = Image.MAX_IMAGE_PIXELS
+        if limit and w0 * h0 > limit:  # PIL only warns between 1x and 2x: we refuse
+            return ImageCheck(st.DECOMPRESSION_BOMB, w0, h0, fmt,
+                              f"{w0}x{h0} = {w0 * h0} pixels exceeds MAX_IMAGE_PIXELS {limit}")
+        try:
+            img.load()                               # the full decode
+            ImageOps.exif_transpose(img, in_place=True)
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+            return ImageCheck(st.DECOMPRESSION_BOMB, w0, h0, fmt, str(e))
+        except OSError as e:
+            msg = str(e)
+            if "truncated" in msg or "broken data stream" in msg:
+                return ImageCheck(st.TRUNCATED, w0, h0, fmt, msg)
+            return ImageCheck(st.NOT_AN_IMAGE, w0, h0, fmt, f"decode failed: {msg}")
+        except Exception as e:  # noqa: BLE001 - corrupt data makes plugins raise anything
+            return ImageCheck(st.NOT_AN_IMAGE, w0, h0, fmt, f"decode failed: {type(e).__name__}: {e}")
+        w, h = img.size
+    if w <= min_width:
+        return ImageCheck(st.TOO_SMALL, w, h, fmt, f"width {w} <= min_width {min_width}")
+    if w >= max_width:
+        return ImageCheck(st.TOO_WIDE, w, h, fmt, f"width {w} >= max_width {max_width}")
+    return ImageCheck(st.OK, w, h, fmt)
+
+
+# ---------------------------------------------------------------------------------------------
+# Retry-After and backoff (politeness)
+# ---------------------------------------------------------------------------------------------
+def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:
+    """Seconds to wait from a Retry-After header (delay-seconds or HTTP-date); None if absent/bad."""
+    if value is None:
+        return None
+    v = value.strip()
+    if re.fullmatch(r"\d+(\.\d+)?", v):
+        return float(v)
+    try:
+        when = email.utils.parsedate_to_datetime(v)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when is None:
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=timezone.utc)
+    now = now or datetime.now(timezone.utc)
+    return max(0.0, (when - now).total_seconds())
+
+
+class _Stopped(Exception):
+    """The run is being abandoned (interrupt): a worker stops waiting and exits."""
+
+
+class _HostGate:
+    """Politeness for one host: a semaphore of ``per_host`` slots and a "not before" time.
+
+    A 429/503 moves "not before" forward; every request to the host, from any worker, waits for
+    it before taking a slot.
+    """
+
+    def __init__(self, slots: int):
+        self._sem = threading.BoundedSemaphore(slots)
+        self._lock = threading.Lock()
+        self._not_before = 0.0
+
+    def pause_until(self, t: float) -> None:
+        with self._lock:
+            self._not_before = max(self._not_before, t)
+
+    def acquire(self, stop: threading.Event) -> None:
+        while True:
+            wait = self._not_before - time.monotonic()
+            if wait > 0:
+                if stop.wait(wait):
+                    raise _Stopped
+                continue
+            while not self._sem.acquire(timeout=0.25):
+                if stop.is_set():
+                    raise _Stopped
+            if time.monotonic() >= self._not_before:
+                return
+            self._sem.release()  # paused while we waited for the slot: wait again
+
+    def release(self) -> None:
+        self._sem.release()
+
+
+# ---------------------------------------------------------------------------------------------
+# Total deadline per request: one watchdog thread shuts down the socket of an overdue request
+# ---------------------------------------------------------------------------------------------
+_TLS = threading.local()  # .deadline: the _Deadline of the request this worker thread is sending
+
+
+class _Deadline:
+    def __init__(self, seconds: float):
+        self.expires = time.monotonic() + seconds
+        self.fired = False
+        self.done = False
+        self._conn: Any = None
+        self._lock = threading.Lock()
+
+    def attach(self, conn: Any) -> None:
+        """Called by the connection when it sends/receives, so the watchdog knows its socket."""
+        with self._lock:
+            self._conn = conn
+            fired = self.fired
+        if fired:
+            self._kill(conn)
+
+    def fire(self) -> None:
+        with self._lock:
+            if self.done:
+                return
+            self.fired = True
+            conn = self._conn
+        if conn is not None:
+            self._kill(conn)
+
+    @staticmethod
+    def _kill(conn: Any) -> None:
+        sock = getattr(conn, "sock", None)
+        if sock is not None:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)  # wakes a recv blocked in another thread
+            except OSError:
+                pass
+
+    def finish(self) -> None:
+        with self._lock:
+            self.done = True
+            self._conn = None
+
+    @property
+    def expired(self) -> bool:
+        return self.fired or time.monotonic() >= self.expires
+
+
+class _Watchdog:
+    """One thread per run that fires overdue deadlines (instead of a timer thread per request)."""
+
+    def __init__(self) -> None:
+        self._cv = threading.Condition()
+        self._heap: list[tuple[float, int, _Deadline]] = []
+        self._seq = itertools.count()
+        self._closed = False
+        self._thread = threading.Thread(target=self._loop, name="download-watchdog", daemon=True)
+        self._thread.start()
+
+    def add(self, d: _Deadline) -> None:
+        with self._cv:
+            heapq.heappush(self._heap, (d.expires, next(self._seq), d))
+            self._cv.notify()
+
+    def close(self) -> None:
+        with self._cv:
+            self._closed = True
+            self._cv.notify()
+
+    def _loop(self) -> None:
+        with self._cv:
+            while not self._closed:
+                now = time.monotonic()
+                while self._heap and self._heap[0][0] <= now:
+                    heapq.heappop(self._heap)[2].fire()
+                self._cv.wait(self._heap[0][0] - now if self._heap else None)
+
+
+def _attach_deadline(conn: Any) -> None:
+    d = getattr(_TLS, "deadline", None)
+    if d is not None:
+        d.attach(conn)
+
+
+class _TrackedHTTPConnection(HTTPConnection):
+    def request(self, *args: Any, **kwargs: Any) -> None:
+        _attach_deadline(self)
+        super().request(*args, **kwargs)
+
+    def getresponse(self, *args: Any, **kwargs: Any):  # type: ignore[override]
+        _attach_deadline(self)  # again: the socket exists now, and the deadline may have fired
+        return super().getresponse(*args, **kwargs)
+
+
+class _TrackedHTTPSConnection(HTTPSConnection):
+    def request(self, *args: Any, **kwargs: Any) -> None:
+        _attach_deadline(self)
+        super().request(*args, **kwargs)
+
+    def getresponse(self, *args: Any, **kwargs: Any):  # type: ignore[override]
+        _attach_deadline(self)
+        return super().getresponse(*args, **kwargs)
+
+
+class _HTTPPool(HTTPConnectionPool):
+    ConnectionCls = _TrackedHTTPConnection
+
+
+class _HTTPSPool(HTTPSConnectionPool):
+    ConnectionCls = _TrackedHTTPSConnection
+
+
+# ---------------------------------------------------------------------------------------------
+# Address pinning (DNS-rebinding defence)
+# ---------------------------------------------------------------------------------------------
+def _default_port(scheme: str) -> int:
+    return 443 if scheme == "https" else 80
+
+
+def _ascii_host(host: str) -> str:
+    """The host as requests will send it: lower case, IDNA-encoded (bücher.de -> xn--bcher-kva.de)."""
+    try:
+        return host.encode("ascii").decode().lower()
+    except UnicodeEncodeError:
+        pass
+    try:
+        return requests.models.PreparedRequest._get_idna_encoded_host(host).lower()
+    except Exception:  # noqa: BLE001 - requests raises UnicodeError or its own InvalidURL
+        return host.encode("idna").decode("ascii").lower()
+
+
+class PinnedAdapter(HTTPAdapter):
+    """A requests adapter that connects to the address the guard checked, never re-resolving.
+
+    Before each request the downloader calls :meth:`pin` with the (scheme, host, port) of the URL
+    and the checked IP. The connection pool is then keyed and connected by that IP; the Host
+    header carries the host name, and for HTTPS the SNI name and certificate check use the host
+    name (``server_hostname``). A request with no pin fails closed (``BlockedAddressError``).
+    """
+
+    def __init__(self, **kwargs: Any):
+        self._pins: dict[tuple[str, str, int], str] = {}
+        super().__init__(**kwargs)
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = {"http": _HTTPPool, "https": _HTTPSPool}
+
+    def pin(self, scheme: str, host: str, port: int, ip: str) -> None:
+        self._pins[(scheme, host.lower(), port)] = ip
+
+    def build_connection_pool_key_attributes(self, request, verify, cert=None):  # type: ignore[override]
+        host_params, pool_kwargs = super().build_connection_pool_key_attributes(request, verify, cert)
+        scheme = host_params["scheme"]
+        host = (host_params["host"] or "").lower()
+        port = host_params["port"] or _default_port(scheme)
+        ip = self._pins.get((scheme, host, port))
+        if ip is None:
+            raise BlockedAddressError(f"no checked address for {scheme}://{host}:{port} (not guarded)")
+        host_params = dict(host_params, host=ip, port=port)
+        if scheme == "https":
+            pool_kwargs = dict(pool_kwargs, server_hostname=host)
+        return host_params, pool_kwargs
+
+
+# ---------------------------------------------------------------------------------------------
+# The journal (resume)
+# ---------------------------------------------------------------------------------------------
+class _Journal:
+    """Append-only JSON lines, one per finished candidate, fsynced before the item is counted."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self._fh: Any = None
+
+    def load(self) -> dict[str, dict]:
+        """Rows already journaled, by candidate_id (the last one wins). Repairs a torn tail.
+
+        A last line without its newline is a write cut short by a crash: kept if it still parses
+        as a complete row (its newline is then added), else cut off the file, so that new lines
+        never get glued to it.
+        """
+        rows: dict[str, dict] = {}
+        if not self.path.exists():
+            return rows
+        data = self.path.read_bytes()
+        complete_end = data.rfind(b"\n") + 1
+        body, tail = data[:complete_end], data[complete_end:]
+        for line in body.splitlines():
+            row = self._parse(line)
+            if row is not None:
+                rows[row["candidate_id"]] = row
+        if tail:
+            row = self._parse(tail)
+            with open(self.path, "r+b") as fh:
+                if row is not None:
+                    rows[row["candidate_id"]] = row
+                    fh.seek(0, os.SEEK_END)
+                    fh.write(b"\n")
+                else:
+                    fh.truncate(complete_end)
+                fh.flush()
+                os.fsync(fh.fileno())
+        return rows
+
+    @staticmethod
+    def _parse(line: bytes) -> dict | None:
+        try:
+            row = json.loads(line)
+        except (ValueError, UnicodeDecodeError):
+            return None
+        if not isinstance(row, dict) or not isinstance(row.get("candidate_id"), str) \
+                or not isinstance(row.get("status"), str):
+            return None
+        return row
+
+    def append(self, rows: list[dict]) -> None:
+        if self._fh is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._fh = open(self.path, "ab")
+        payload = b"".join(json.dumps(r, ensure_ascii=False).encode() + b"\n" for r in rows)
+        self._fh.write(payload)
+        self._fh.flush()
+        os.fsync(self._fh.fileno())
+
+    def close(self) -> None:
+        if self._fh is not None:
+            self._fh.close()
+            self._fh = None
+
+
+# ---------------------------------------------------------------------------------------------
+# The downloader
+# ---------------------------------------------------------------------------------------------
+@dataclass
+class _Hop:
+    """The outcome of one HTTP request (one attempt of one hop)."""
+
+    kind: str                       # "body", "redirect", "http", or a failure status
+    http_status: int | None = None
+    location: str | None = None
+    retry_after: float | None = None
+    body: bytes | None = None
+    nbytes: int | None = None
+    content_type: str | None = None
+    error: str | None = None
+
+
+@dataclass
+class _UrlResult:
+    status: str
+    url: str
+    final_url: str
+    attempts: int = 0
+    http_status: int | None = None
+    body: bytes | None = None
+    nbytes: int | None = None
+    content_type: str | None = None
+    error: str | None = None
+
+
+@dataclass
+class _Run:
+    stop: threading.Event = field(default_factory=threading.Event)
+    watchdog: _Watchdog = field(default_factory=_Watchdog)
+
+
+class Downloader:
+    """Downloads candidates with the politeness, limits and guards described in the module doc.
+
+    ``put_blob(bytes) -> sha256`` stores an ok image's original bytes (content-addressed, e.g.
+    ``warehouse.store.BlobStore.put``). ``session_factory()`` may supply the base
+    ``requests.Session`` of each worker thread; the downloader always mounts its pinning adapter
+    on it for http:// and https:// and switches off ``trust_env`` (environment proxies would
+    bypass the address guard). It must return a NEW session on each call (one per worker thread):
+    the pinning adapter holds per-thread state.
+    """
+
+    def __init__(self, cfg: DownloadConfig, *, min_width: int, max_width: int,
+                 put_blob: Callable[[bytes], str], session_factory: Callable[[], requests.Session] | None = None):
+        self.cfg = cfg
+        self.min_width = min_width
+        self.max_width = max_width
+        self.put_blob = put_blob
+        self.session_factory = session_factory or requests.Session
+        self.allow = AllowList.parse(cfg.allow_hosts)
+        self.deadline_s = cfg.connect_timeout + 3 * cfg.read_timeout
+        self._gates: dict[str, _HostGate] = {}
+        self._gates_lock = threading.Lock()
+        self._rng = random.Random()
+
+    # ---- plumbing ------------------------------------------------------------------------------
+    def _gate(self, host: str) -> _HostGate:
+        with self._gates_lock:
+            g = self._gates.get(host)
+            if g is None:
+                g = self._gates[host] = _HostGate(self.cfg.per_host)
+            return g
+
+    def _new_session(self) -> tuple[requests.Session, PinnedAdapter]:
+        s = self.session_factory()
+        s.trust_env = False
+        adapter = PinnedAdapter(pool_connections=16, pool_maxsize=4, max_retries=0)
+        s.mount("http://", adapter)
+        s.mount("https://", adapter)
+        s.headers.update({
+            "User-Agent": self.cfg.user_agent,
+            "Accept": "image/avif,image/webp,image/png,image/jpeg,image/*;q=0.9,*/*;q=0.5",
+            "Accept-Encoding": "identity",  # the original bytes, as the server stores them
+        })
+        return s, adapter
+
+    def _backoff(self, k: int) -> float:
+        """Exponential backoff with full jitter: uniform(0, min(backoff_max, base * 2**k))."""
+        return self._rng.uniform(0.0, min(self.cfg.backoff_max, self.cfg.backoff_base * 2 ** k))
+
+    # ---- one request -----------------------------------------------------------------------------
+    def _request_once(self, session: requests.Session, url: str, host_header: str, run: _Run) -> _Hop:
+        """One GET without following redirects, bounded by timeouts, max_bytes and a deadline."""
+        cfg = self.cfg
+        deadline = _Deadline(self.deadline_s)
+        run.watchdog.add(deadline)
+        _TLS.deadline = deadline
+        resp = None
+        try:
+            resp = session.get(url, headers={"Host": host_header}, allow_redirects=False, stream=True,
+                               timeout=(cfg.connect_timeout, cfg.read_timeout))
+            code = resp.status_code
+            ctype = resp.headers.get("Content-Type")
+            if deadline.fired:  # the watchdog cut the headers short: what arrived is not to be trusted
+                return _Hop(st.TIMEOUT, None, content_type=ctype,
+                            error=f"total deadline {self.deadline_s:g}s exceeded while reading headers")
+            if code in _REDIRECT_CODES and resp.headers.get("Location"):
+                return _Hop("redirect", code, location=resp.headers["Location"], content_type=ctype)
+            if not 200 <= code < 300:
+                return _Hop("http", code, retry_after=parse_retry_after(resp.headers.get("Retry-After")),
+                            content_type=ctype, error=f"HTTP {code} {resp.reason or ''}".strip())
+            clen = resp.headers.get("Content-Length")
+            if clen is not None and clen.strip().isdigit() and int(clen) > cfg.max_bytes:
+                return _Hop(st.TOO_LARGE, code, content_type=ctype,
+                            error=f"Content-Length {int(clen)} > max_bytes {cfg.max_bytes}")
+            buf = bytearray()
+            for chunk in resp.iter_content(_CHUNK):
+                buf += chunk
+                if len(buf) > cfg.max_bytes:
+                    return _Hop(st.TOO_LARGE, code, nbytes=len(buf), content_type=ctype,
+                                error=f"body exceeds max_bytes {cfg.max_bytes} (stopped at {len(buf)})")
+                if deadline.expired:
+                    return _Hop(st.TIMEOUT, code, nbytes=len(buf), content_type=ctype,
+                                error=f"total deadline {self.deadline_s:g}s exceeded while reading")
+            if deadline.fired:  # the stream was cut by the watchdog, not ended by the server
+                return _Hop(st.TIMEOUT, code, nbytes=len(buf), content_type=ctype,
+                            error=f"total deadline {self.deadline_s:g}s exceeded while reading")
+            return _Hop("body", code, body=bytes(buf), nbytes=len(buf), content_type=ctype)
+        except BlockedAddressError as e:
+            return _Hop(st.BLOCKED_ADDRESS, error=str(e))
+        except (requests.exceptions.InvalidURL, requests.exceptions.MissingSchema,
+                requests.exceptions.InvalidSchema) as e:
+            return _Hop(st.INVALID_URL, error=f"{type(e).__name__}: {e}")
+        except requests.exceptions.Timeout as e:
+            return _Hop(st.TIMEOUT, resp.status_code if resp is not None else None, error=_short(e))
+        except requests.exceptions.RequestException as e:
+            code = resp.status_code if resp is not None else None
+            if deadline.fired:
+                return _Hop(st.TIMEOUT, code, error=f"total deadline {self.deadline_s:g}s exceeded")
+            if e.args and isinstance(e.args[0], ReadTimeoutError):
+                return _Hop(st.TIMEOUT, code, error=_short(e))
+            return _Hop(st.CONNECTION_ERROR, code, error=_short(e))
+        finally:
+            _TLS.deadline = None
+            deadline.finish()
+            if resp is not None:
+                resp.close()
+
+    # ---- one URL, with its redirects and retries ------------------------------------------------
+    def _fetch_url(self, session: requests.Session, adapter: PinnedAdapter, url: str, run: _Run) -> _UrlResult:
+        """Fetch one URL: guard every hop, follow redirects by hand, retry with backoff."""
+        cfg = self.cfg
+        res = _UrlResult(status=st.CONNECTION_ERROR, url=url, final_url=url)
+        current = url
+        hops = 0
+        retries_used = 0
+        while True:
+            res.final_url = current
+            # -- check the hop: scheme, host, port, addresses (before any connection)
+            try:
+                parts = urlsplit(current)
+                scheme = parts.scheme.lower()
+                host = parts.hostname
+                port = parts.port or _default_port(scheme)
+            except ValueError as e:
+                res.status, res.error = st.INVALID_URL, f"unparseable URL: {e}"
+                return res
+            if scheme not in ("http", "https"):
+                res.status = st.BLOCKED_SCHEME
+                res.error = f"scheme {scheme or '(none)'!r} is not http/https"
+                return res
+            if not host:
+                res.status, res.error = st.INVALID_URL, "URL has no host"
+                return res
+            try:
+                host = _ascii_host(host)
+            except (UnicodeError, ValueError) as e:
+                res.status, res.error = st.INVALID_URL, f"host {host!r} is not a valid IDNA name: {e}"
+                return res
+            try:
+                addrs = guard_host(host, port, self.allow)
+                resolved: str | None = None
+            except BlockedAddressError as e:
+                res.status, res.error, res.http_status = st.BLOCKED_ADDRESS, f"{host}: {e}", None
+                return res
+            except ResolutionError as e:
+                addrs, resolved = [], str(e)
+            if addrs:
+                adapter.pin(scheme, host, port, str(addrs[0]))
+                host_header = f"[{host}]" if ":" in host else host
+                if parts.port is not None and parts.port != _default_port(scheme):
+                    host_header += f":{parts.port}"
+                gate = self._gate(host)
+                gate.acquire(run.stop)
+                try:
+                    res.attempts += 1
+                    hop = self._request_once(session, current, host_header, run)
+                finally:
+                    gate.release()
+            else:
+                hop = _Hop(st.CONNECTION_ERROR, error=resolved)
+            res.http_status = hop.http_status
+            res.content_type = hop.content_type
+            res.error = hop.error
+            res.nbytes = hop.nbytes
+
+            # -- follow a redirect (each hop is checked again at the top of the loop)
+            if hop.kind == "redirect":
+                hops += 1
+                if hops > cfg.max_redirects:
+                    res.status = st.TOO_MANY_REDIRECTS
+                    res.error = f"more than {cfg.max_redirects} redirects (last: HTTP {hop.http_status} to {hop.location})"
+                    return res
+                nxt = urlsplit(urljoin(current, hop.location or ""))
+                current = urlunsplit((nxt.scheme, nxt.netloc, nxt.path, nxt.query, ""))
+                continue
+            if hop.kind == "body":
+                res.status, res.body = st.OK, hop.body  # bytes in hand; inspect_image decides
+                return res
+
+            # -- failure: retry or give up
+            status = f"{st.HTTP_PREFIX}{hop.http_status}" if hop.kind == "http" else hop.kind
+            res.status = status
+            code = hop.http_status if hop.kind == "http" else None
+            retryable = hop.kind in (st.TIMEOUT, st.CONNECTION_ERROR) or code == 429 or (code or 0) >= 500
+            if not retryable:
+                return res
+            if code in (429, 503) and hop.retry_after is not None and hop.retry_after > cfg.max_retry_after:
+                res.error = (f"{hop.error}; Retry-After {hop.retry_after:g}s exceeds max_retry_after "
+                             f"{cfg.max_retry_after:g}s: gave up")
+                return res
+            if retries_used >= cfg.retries:
+                if cfg.retries:
+                    res.error = f"{hop.error} (after {cfg.retries} retries)"
+                return res
+            if code in (429, 503):
+                # politeness: pause the whole host, honouring Retry-After when given
+                wait = hop.retry_after if hop.retry_after is not None else self._backoff(retries_used)
+                self._gate(host).pause_until(time.monotonic() + wait)
+            else:
+                if run.stop.wait(self._backoff(retries_used)):
+                    raise _Stopped
+            retries_used += 1
+
+    # ---- one candidate --------------------------------------------------------------------------
+    def _process(self, item: DownloadItem, session: requests.Session, adapter: PinnedAdapter, run: _Run) -> dict:
+        """Try the item's URLs in order until one gives an ok image; build its output row."""
+        t0 = time.monotonic()
+        failures: list[str] = []
+        attempts = 0
+        row: dict[str, Any] = {}
+        for idx, url in enumerate(item.urls):
+            r = self._fetch_url(session, adapter, url, run)
+            attempts += r.attempts
+            check = ImageCheck(r.status, error=r.error)
+            sha = None
+            if r.status == st.OK and r.body is not None:
+                check = inspect_image(r.body, self.min_width, self.max_width)
+                if check.status == st.OK:
+                    sha = self.put_blob(r.body)
+            row = {
+                "candidate_id": item.candidate_id, "status": check.status, "url": url,
+                "final_url": r.final_url, "url_index": idx, "attempts": attempts,
+                "http_status": r.http_status, "sha256": sha, "bytes": r.nbytes,
+                "width": check.width, "height": check.height, "image_format": check.image_format,
+                "content_type": r.content_type, "error": check.error,
+            }
+            if check.status == st.OK:
+                break
+            failures.append(f"[{idx}] {url}: {check.status}" + (f" ({check.error})" if check.error else ""))
+        if failures and (len(failures) > 1 or row["status"] == st.OK):
+            row["error"] = " | ".join(failures)
+        row["elapsed_s"] = round(time.monotonic() - t0, 4)
+        row["downloaded_at"] = datetime.now(timezone.utc).isoformat()
+        return row
+
+    def _worker(self, work: "queue.Queue[DownloadItem]", results: queue.Queue, run: _Run) -> None:
+        session, adapter = self._new_session()
+        try:
+            while not run.stop.is_set():
+                try:
+                    item = work.get_nowait()
+                except queue.Empty:
+                    return
+                try:
+                    row = self._process(item, session, adapter, run)
+                except _Stopped:
+                    return
+                except BaseException as e:  # a bug or a failing put_blob: abort the run
+                    results.put(e)
+                    return
+                results.put(row)
+        finally:
+            session.close()
+
+    # ---- the run --------------------------------------------------------------------------------
+    def run(self, items: Iterable[DownloadItem], journal_path: Path,
+            progress: Callable[[int, int, str], None] | None = None) -> pd.DataFrame:
+        """Download every item not already in the journal; return one row per item, in order.
+
+        ``progress(done, total, status)`` is called after each newly finished item; ``done``
+        counts items already journaled by an earlier run too. An exception raised by ``progress``
+        (e.g. KeyboardInterrupt) stops the run: journaled items are kept, in-flight ones are lost.
+        """
+        items = list(items)
+        ids = [it.candidate_id for it in items]
+        if len(set(ids)) != len(ids):
+            dup = next(i for i in ids if ids.count(i) > 1)
+            raise ValueError(f"duplicate candidate_id {dup!r} in the download items")
+        journal = _Journal(Path(journal_path))
+        known = journal.load()
+        rows: dict[str, dict] = {cid: known[cid] for cid in ids if cid in known}
+        todo = [it for it in items if it.candidate_id not in rows]
+        total, done = len(items), len(rows)
+        if todo:
+            run = _Run()
+            work: queue.Queue = queue.Queue()
+            for it in todo:
+                work.put(it)
+            results: queue.Queue = queue.Queue()
+            threads = [threading.Thread(target=self._worker, args=(work, results, run),
+                                        name=f"download-{i}", daemon=True)
+                       for i in range(min(self.cfg.concurrency, len(todo)))]
+            for t in threads:
+                t.start()
+            try:
+                pending = len(todo)
+                while pending:
+                    try:
+                        batch = [results.get(timeout=0.5)]
+                    except queue.Empty:
+                        if not any(t.is_alive() for t in threads) and results.empty():
+                            raise RuntimeError("download workers exited with items left") from None
+                        continue
+                    while len(batch) < 256:  # group commit: one fsync for what is ready
+                        try:
+                            batch.append(results.get_nowait())
+                        except queue.Empty:
+                            break
+                    for r in batch:
+                        if isinstance(r, BaseException):
+                            raise r
+                    journal.append(batch)  # durable BEFORE it is counted
+                    for r in batch:
+                        rows[r["candidate_id"]] = r
+                        pending -= 1
+                        done += 1
+                        if progress is not None:
+                            progress(done, total, r["status"])
+                for t in threads:
+                    t.join()
+            finally:
+                run.stop.set()
+                run.watchdog.close()
+                journal.close()
+        else:
+            journal.close()
+        return _to_frame([rows[cid] for cid in ids])
+
+
+def _short(e: BaseException) -> str:
+    msg = f"{type(e).__name__}: {e}"
+    return msg if len(msg) <= 300 else msg[:297] + "..."
+
+
+def _to_frame(rows: list[dict]) -> pd.DataFrame:
+    """The output table: COLUMNS in order, nullable integers, UTC timestamps."""
+    df = pd.DataFrame([{c: r.get(c) for c in COLUMNS} for r in rows], columns=COLUMNS)
+    for c in _INT_COLUMNS:
+        df[c] = pd.array([None if v is None or v != v else int(v) for v in df[c]], dtype="Int64")
+    df["elapsed_s"] = df["elapsed_s"].astype("float64")
+    df["downloaded_at"] = pd.to_datetime(df["downloaded_at"], utc=True, format="ISO8601")
+    return df

@@ -1,0 +1,715 @@
+"""The downloader (ops.download) and its address guard (ops.netguard), against a real local server.
+
+Every server here listens on 127.0.0.1 only. An autouse fixture wraps ``socket.socket.connect``
+and fails the test on any connection to an address that is not loopback, so a guard that let a
+blocked address through would be caught before a packet left the machine.
+"""
+
+from __future__ import annotations
+
+import io
+import ipaddress
+import json
+import random
+import socket
+import struct
+import threading
+import time
+import zlib
+from collections import Counter
+from datetime import datetime, timedelta, timezone
+from email.utils import format_datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pandas as pd
+import pytest
+from PIL import Image
+
+from ops import statuses as st
+from ops.config import DownloadConfig
+from ops.download import COLUMNS, DownloadItem, Downloader, inspect_image, parse_retry_after
+from ops.netguard import AllowList, BlockedAddressError, address_block_reason, check_address, guard_host
+
+
+# ---------------------------------------------------------------------------------------------
+# safety net: loopback only
+# ---------------------------------------------------------------------------------------------
+@pytest.fixture(autouse=True)
+def loopback_only(monkeypatch):
+    bad: list = []
+    real_connect = socket.socket.connect
+
+    def connect(self, address):
+        if self.family in (socket.AF_INET, socket.AF_INET6):
+            ip = ipaddress.ip_address(str(address[0]).split("%")[0])
+            if not ip.is_loopback:
+                bad.append(address)
+                raise AssertionError(f"test tried to connect to non-loopback {address}")
+        return real_connect(self, address)
+
+    monkeypatch.setattr(socket.socket, "connect", connect)
+    yield bad
+    assert not bad, f"connections attempted to {bad}"
+
+
+# ---------------------------------------------------------------------------------------------
+# a small scriptable HTTP server on 127.0.0.1
+# ---------------------------------------------------------------------------------------------
+class _Server(ThreadingHTTPServer):
+    request_queue_size = 64
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def handle_error(self, request, client_address):  # a client hanging up is not news here
+        pass
+
+
+class LocalServer:
+    """Routes: path -> handler(h, n) where n is how many times the path was requested before."""
+
+    def __init__(self, host: str = "127.0.0.1") -> None:
+        self.routes: dict = {}
+        self.log: list[tuple[float, str]] = []
+        self.counts: Counter = Counter()
+        self.inflight = 0
+        self.hosts: list = []
+        self.max_inflight = 0
+        self.lock = threading.Lock()
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *a):  # quiet
+                pass
+
+            def do_GET(self):
+                path = self.path
+                with outer.lock:
+                    n = outer.counts[path]
+                    outer.counts[path] += 1
+                    outer.log.append((time.monotonic(), path))
+                    outer.hosts.append(self.headers.get("Host"))
+                    outer.inflight += 1
+                    outer.max_inflight = max(outer.max_inflight, outer.inflight)
+                try:
+                    fn = outer.routes.get(path)
+                    if fn is None:
+                        send(self, 404, b"not found", "text/plain")
+                    else:
+                        fn(self, n)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass
+                finally:
+                    with outer.lock:
+                        outer.inflight -= 1
+
+        server_cls = _Server if ":" not in host else type("_Server6", (_Server,), {"address_family": socket.AF_INET6})
+        self.httpd = server_cls((host, 0), Handler)
+        self.port = self.httpd.server_address[1]
+        self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05},
+                                       daemon=True)
+        self.thread.start()
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def wrap_tls(self, certfile: str, keyfile: str) -> None:
+        import ssl
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(certfile, keyfile)
+        self.httpd.socket = ctx.wrap_socket(self.httpd.socket, server_side=True)
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def send(h, code, body=b"", ctype="image/jpeg", headers=None):
+    h.send_response(code)
+    h.send_header("Content-Type", ctype)
+    h.send_header("Content-Length", str(len(body)))
+    for k, v in (headers or {}).items():
+        h.send_header(k, v)
+    h.end_headers()
+    h.wfile.write(body)
+
+
+def send_chunked(h, body, ctype="image/jpeg", chunk=1000):
+    h.send_response(200)
+    h.send_header("Content-Type", ctype)
+    h.send_header("Transfer-Encoding", "chunked")
+    h.send_header("Connection", "close")
+    h.end_headers()
+    for i in range(0, len(body), chunk):
+        part = body[i:i + chunk]
+        h.wfile.write(f"{len(part):x}\r\n".encode() + part + b"\r\n")
+    h.wfile.write(b"0\r\n\r\n")
+    h.close_connection = True
+
+
+def serve(body, ctype="image/jpeg", code=200, headers=None):
+    return lambda h, n: send(h, code, body, ctype, headers)
+
+
+def redirect(to, code=302):
+    return lambda h, n: send(h, code, b"", "text/plain", {"Location": to})
+
+
+@pytest.fixture
+def server():
+    s = LocalServer()
+    yield s
+    s.close()
+
+
+# ---------------------------------------------------------------------------------------------
+# images
+# ---------------------------------------------------------------------------------------------
+def make_image(w, h, fmt="JPEG", noise=False, exif_orientation=None):
+    if noise:
+        rnd = random.Random(w * 7919 + h)
+        img = Image.frombytes("RGB", (w, h), rnd.randbytes(w * h * 3))
+    else:
+        img = Image.new("RGB", (w, h), (200, 120, 40))
+    buf = io.BytesIO()
+    kw = {}
+    if exif_orientation is not None:
+        ex = Image.Exif()
+        ex[0x0112] = exif_orientation
+        kw["exif"] = ex
+    img.save(buf, fmt, **kw)
+    return buf.getvalue()
+
+
+def png_bomb(w=20000, h=20000):
+    """A real decompression bomb: a 1-bit 20000x20000 PNG (400 Mpixel) of a few tens of KB."""
+    def chunk(tag, data):
+        return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data))
+    row = b"\x00" * (1 + (w + 7) // 8)
+    co = zlib.compressobj(9)
+    idat = b"".join(co.compress(row * 1000) for _ in range(h // 1000)) + co.flush()
+    ihdr = struct.pack(">IIBBBBB", w, h, 1, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
+
+
+def cfg(**kw):
+    base = dict(concurrency=4, per_host=4, connect_timeout=0.5, read_timeout=0.3, retries=2,
+                backoff_base=0.01, backoff_max=0.05, max_retry_after=2.0, max_redirects=3,
+                max_bytes=200_000, allow_hosts=["127.0.0.1"])
+    base.update(kw)
+    return DownloadConfig(**base)
+
+
+class Blobs(dict):
+    def put(self, data: bytes) -> str:
+        import hashlib
+        sha = hashlib.sha256(data).hexdigest()
+        self[sha] = data
+        return sha
+
+
+def downloader(c=None, min_width=100, max_width=300, blobs=None):
+    blobs = blobs if blobs is not None else Blobs()
+    return Downloader(c or cfg(), min_width=min_width, max_width=max_width, put_blob=blobs.put), blobs
+
+
+def by_id(df):
+    return {r["candidate_id"]: r for r in df.to_dict("records")}
+
+
+# ---------------------------------------------------------------------------------------------
+# netguard: literal IPs, no DNS
+# ---------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("ip", [
+    "127.0.0.1", "127.8.9.10", "10.1.2.3", "172.16.0.1", "172.31.255.254", "192.168.1.1",
+    "169.254.169.254", "224.0.0.1", "239.255.255.250", "0.0.0.0", "100.64.0.1", "240.0.0.1",
+    "255.255.255.255", "::1", "::", "fe80::1", "fc00::1", "ff02::1", "::ffff:127.0.0.1",
+    "::ffff:10.0.0.1", "2002:7f00:1::1",  # 6to4 around 127.0.0.1
+])
+def test_netguard_blocks_non_global(ip):
+    assert address_block_reason(ip) is not None
+    with pytest.raises(BlockedAddressError):
+        check_address(ip, AllowList.parse([]))
+    with pytest.raises(BlockedAddressError):
+        guard_host(ip, 80, AllowList.parse([]))  # getaddrinfo on a literal: no DNS, no connect
+
+
+@pytest.mark.parametrize("ip", ["8.8.8.8", "1.1.1.1", "2606:4700:4700::1111", "::ffff:8.8.8.8"])
+def test_netguard_allows_public(ip):
+    # only classified, never connected to
+    assert address_block_reason(ip) is None
+    check_address(ip, AllowList.parse([]))
+
+
+def test_netguard_allowlist_cidr_ip_and_name():
+    allow = AllowList.parse(["127.0.0.0/8", "10.1.2.3", "LocalHost.", "fd00::/8"])
+    check_address("127.0.0.1", allow)
+    check_address("127.200.0.9", allow)
+    check_address("::ffff:127.0.0.1", allow)  # IPv4-mapped form of an allowed address
+    check_address("10.1.2.3", allow)
+    check_address("fd12::1", allow)
+    for ip in ("10.1.2.4", "192.168.0.1", "::1", "169.254.169.254"):
+        with pytest.raises(BlockedAddressError):
+            check_address(ip, allow)
+    assert allow.allows_name("localhost") and not allow.allows_name("example.com")
+    assert [str(a) for a in guard_host("127.0.0.1", 80, allow)] == ["127.0.0.1"]
+
+
+def test_parse_retry_after():
+    assert parse_retry_after("5") == 5.0
+    assert parse_retry_after(" 0 ") == 0.0
+    now = datetime(2024, 1, 1, 12, 0, 0, tzinfo=timezone.utc)
+    assert parse_retry_after(format_datetime(now + timedelta(seconds=30), usegmt=True), now) == 30.0
+    assert parse_retry_after(format_datetime(now - timedelta(seconds=30), usegmt=True), now) == 0.0
+    assert parse_retry_after("soon") is None and parse_retry_after(None) is None
+
+
+def test_inspect_image_width_limits_are_exclusive():
+    # FindingEmo §2.3.1: ok only if min_width < w < max_width
+    assert inspect_image(make_image(101, 10), 100, 300).status == st.OK
+    assert inspect_image(make_image(100, 10), 100, 300).status == st.TOO_SMALL
+    assert inspect_image(make_image(299, 10), 100, 300).status == st.OK
+    assert inspect_image(make_image(300, 10), 100, 300).status == st.TOO_WIDE
+
+
+# ---------------------------------------------------------------------------------------------
+# the downloader against the local server
+# ---------------------------------------------------------------------------------------------
+def test_ok_jpeg_and_png(server, tmp_path):
+    jpg, png = make_image(120, 80), make_image(150, 60, "PNG")
+    server.routes["/a.jpg"] = serve(jpg)
+    server.routes["/b.png"] = serve(png, "application/octet-stream")  # Content-Type is not trusted
+    d, blobs = downloader()
+    df = d.run([DownloadItem("a", (server.url("/a.jpg"),)), DownloadItem("b", [server.url("/b.png")])],
+               tmp_path / "j.jsonl")
+    assert list(df.columns) == COLUMNS
+    assert list(df["candidate_id"]) == ["a", "b"]
+    a, b = by_id(df)["a"], by_id(df)["b"]
+    assert (a["status"], a["width"], a["height"], a["image_format"]) == (st.OK, 120, 80, "JPEG")
+    assert (b["status"], b["width"], b["height"], b["image_format"]) == (st.OK, 150, 60, "PNG")
+    assert blobs[a["sha256"]] == jpg and blobs[b["sha256"]] == png
+    assert a["bytes"] == len(jpg) and a["http_status"] == 200 and a["attempts"] == 1
+    assert a["url_index"] == 0 and a["final_url"] == a["url"] == server.url("/a.jpg")
+    assert str(df["downloaded_at"].dtype).startswith("datetime64") and df["downloaded_at"].dt.tz is not None
+
+
+def test_exif_orientation_measured_after_transpose(server, tmp_path):
+    server.routes["/rot.jpg"] = serve(make_image(700, 900, exif_orientation=6))
+    server.routes["/plain.jpg"] = serve(make_image(700, 900))
+    d, _ = downloader(min_width=800, max_width=1600)
+    rows = by_id(d.run([DownloadItem("rot", (server.url("/rot.jpg"),)),
+                        DownloadItem("plain", (server.url("/plain.jpg"),))], tmp_path / "j.jsonl"))
+    assert (rows["rot"]["status"], rows["rot"]["width"], rows["rot"]["height"]) == (st.OK, 900, 700)
+    assert (rows["plain"]["status"], rows["plain"]["width"]) == (st.TOO_SMALL, 700)
+
+
+def test_every_failure_status(server, tmp_path):
+    good = make_image(120, 80)
+    trunc = make_image(200, 150, noise=True)
+    big = make_image(250, 250, "BMP")  # 187 KB: above max_bytes 100_000 below
+    server.routes.update({
+        "/missing": lambda h, n: send(h, 404, b"nope", "text/html"),
+        "/err500": lambda h, n: send(h, 500, b"boom", "text/plain"),
+        "/html": serve(b"<html><body>not an image</body></html>", "image/jpeg"),
+        "/trunc.jpg": serve(trunc[: len(trunc) * 6 // 10]),
+        "/small.jpg": serve(make_image(100, 50)),
+        "/wide.jpg": serve(make_image(300, 50)),
+        "/large-cl": serve(big, "image/bmp"),
+        "/large-chunked": lambda h, n: send_chunked(h, big, "image/bmp", 8192),
+        "/bomb.png": serve(png_bomb(), "image/png"),
+        "/r1": redirect("/r2", 301),
+        "/r2": redirect(server.url("/r3"), 307),
+        "/r3": serve(good),
+        "/to-private": redirect("http://10.0.0.1/x"),
+        "/to-ftp": redirect("ftp://example.com/x.jpg"),
+        "/loop-a": redirect("/loop-b"),
+        "/loop-b": redirect("/loop-a"),
+        "/good.jpg": serve(good),
+        "/sleepy": lambda h, n: (time.sleep(1.0), send(h, 200, good)),
+    })
+    items = {
+        "missing": "/missing", "err500": "/err500", "html": "/html", "trunc": "/trunc.jpg",
+        "small": "/small.jpg", "wide": "/wide.jpg", "large-cl": "/large-cl",
+        "large-chunked": "/large-chunked", "bomb": "/bomb.png", "redirects": "/r1",
+        "to-private": "/to-private", "to-ftp": "/to-ftp", "loop": "/loop-a", "sleepy": "/sleepy",
+    }
+    dl = [DownloadItem(k, (server.url(p),)) for k, p in items.items()]
+    dl.append(DownloadItem("backup", (server.url("/missing"), server.url("/good.jpg"))))
+    d, blobs = downloader(cfg(concurrency=8, per_host=8, max_bytes=100_000))
+    df = d.run(dl, tmp_path / "j.jsonl")
+    assert list(df["candidate_id"]) == [it.candidate_id for it in dl]
+    rows = by_id(df)
+    status = {k: r["status"] for k, r in rows.items()}
+    assert status == {
+        "missing": "http_404", "err500": "http_500", "html": st.NOT_AN_IMAGE, "trunc": st.TRUNCATED,
+        "small": st.TOO_SMALL, "wide": st.TOO_WIDE, "large-cl": st.TOO_LARGE,
+        "large-chunked": st.TOO_LARGE, "bomb": st.DECOMPRESSION_BOMB, "redirects": st.OK,
+        "to-private": st.BLOCKED_ADDRESS, "to-ftp": st.BLOCKED_SCHEME, "loop": st.TOO_MANY_REDIRECTS,
+        "sleepy": st.TIMEOUT, "backup": st.OK,
+    }
+    assert all(st.is_known_status(s) for s in status.values())
+    # 4xx is final, 5xx retried (retries=2: three attempts), timeouts retried too
+    assert rows["missing"]["attempts"] == 1 and server.counts["/missing"] >= 1
+    assert rows["err500"]["attempts"] == 3 and server.counts["/err500"] == 3
+    assert rows["sleepy"]["attempts"] == 3 and pd.isna(rows["sleepy"]["http_status"])
+    # sizes: refused early on Content-Length, counted on a chunked body
+    assert pd.isna(rows["large-cl"]["bytes"]) and "Content-Length" in rows["large-cl"]["error"]
+    assert rows["large-chunked"]["bytes"] > 100_000
+    # redirects: final_url after the chain, each hop one attempt
+    r = rows["redirects"]
+    assert r["final_url"] == server.url("/r3") and r["attempts"] == 3 and r["url"] == server.url("/r1")
+    assert rows["to-private"]["final_url"] == "http://10.0.0.1/x"
+    assert rows["loop"]["attempts"] == 4  # max_redirects=3: the 4th redirect is refused
+    # backups: the first URL's 404 is kept in error, the second URL is recorded
+    b = rows["backup"]
+    assert b["url_index"] == 1 and b["url"] == server.url("/good.jpg") and "http_404" in b["error"]
+    assert b["attempts"] == 2
+    # only ok images are stored; non-ok rows have no sha256
+    ok_shas = {rows[k]["sha256"] for k in ("redirects", "backup")}
+    assert set(blobs) == ok_shas
+    assert all(pd.isna(r["sha256"]) for k, r in rows.items() if r["status"] != st.OK)
+    assert rows["wide"]["width"] == 300 and rows["small"]["width"] == 100
+
+
+def test_all_urls_fail_records_last_and_lists_all(server, tmp_path):
+    server.routes["/gone"] = lambda h, n: send(h, 410, b"", "text/plain")
+    d, _ = downloader()
+    row = d.run([DownloadItem("x", (server.url("/nope"), server.url("/gone")))], tmp_path / "j").iloc[0]
+    assert row["status"] == "http_410" and row["url_index"] == 1 and row["url"] == server.url("/gone")
+    assert "[0]" in row["error"] and "http_404" in row["error"] and "[1]" in row["error"]
+
+
+def test_pil_warning_level_bomb_is_refused(server, tmp_path, monkeypatch):
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 10_000)  # 120x100 = 12,000: PIL only warns
+    server.routes["/a.jpg"] = serve(make_image(120, 100))
+    d, blobs = downloader()
+    with pytest.warns(Image.DecompressionBombWarning):
+        row = d.run([DownloadItem("a", (server.url("/a.jpg"),))], tmp_path / "j").iloc[0]
+    assert row["status"] == st.DECOMPRESSION_BOMB and not blobs
+
+
+def test_429_retry_after_then_ok(server, tmp_path):
+    good = make_image(120, 80)
+    server.routes["/busy"] = lambda h, n: (send(h, 429, b"", "text/plain", {"Retry-After": "1"}) if n == 0
+                                           else send(h, 200, good))
+    d, _ = downloader()
+    t0 = time.monotonic()
+    row = d.run([DownloadItem("a", (server.url("/busy"),))], tmp_path / "j").iloc[0]
+    waited = time.monotonic() - t0
+    assert row["status"] == st.OK and row["attempts"] == 2
+    assert waited >= 0.95
+    times = [t for t, p in server.log if p == "/busy"]
+    assert times[1] - times[0] >= 0.95
+
+
+def test_retry_after_beyond_cap_gives_up(server, tmp_path):
+    server.routes["/busy"] = lambda h, n: send(h, 429, b"", "text/plain", {"Retry-After": "120"})
+    server.routes["/down"] = lambda h, n: send(h, 503, b"", "text/plain", {"Retry-After": "3600"})
+    d, _ = downloader()
+    t0 = time.monotonic()
+    rows = by_id(d.run([DownloadItem("a", (server.url("/busy"),)), DownloadItem("b", (server.url("/down"),))],
+                       tmp_path / "j"))
+    assert time.monotonic() - t0 < 1.5
+    assert rows["a"]["status"] == "http_429" and rows["a"]["attempts"] == 1
+    assert rows["b"]["status"] == "http_503" and "max_retry_after" in rows["b"]["error"]
+
+
+def test_429_pauses_the_whole_host(server, tmp_path):
+    good = make_image(120, 80)
+    server.routes["/busy"] = lambda h, n: (send(h, 429, b"", "text/plain", {"Retry-After": "1"}) if n == 0
+                                           else send(h, 200, good))
+    server.routes["/slow"] = lambda h, n: (time.sleep(0.2), send(h, 200, good))
+    server.routes["/later"] = serve(good)
+    d, _ = downloader(cfg(concurrency=2, per_host=2))
+    items = [DownloadItem("busy", (server.url("/busy"),)), DownloadItem("slow", (server.url("/slow"),)),
+             DownloadItem("later", (server.url("/later"),))]
+    df = d.run(items, tmp_path / "j")
+    assert set(df["status"]) == {st.OK}
+    t429 = next(t for t, p in server.log if p == "/busy")
+    tlater = next(t for t, p in server.log if p == "/later")
+    assert tlater - t429 >= 0.9  # the other worker waited for the host's Retry-After too
+
+
+def test_loopback_blocked_unless_allowed(server, tmp_path):
+    server.routes["/a.jpg"] = serve(make_image(120, 80))
+    d, _ = downloader(cfg(allow_hosts=[]))
+    rows = by_id(d.run([DownloadItem("ip", (server.url("/a.jpg"),)),
+                        DownloadItem("name", (f"http://localhost:{server.port}/a.jpg",))], tmp_path / "j"))
+    assert rows["ip"]["status"] == st.BLOCKED_ADDRESS and rows["name"]["status"] == st.BLOCKED_ADDRESS
+    assert rows["ip"]["attempts"] == 0
+    assert server.log == []  # refused before any connection
+    # the CIDR form allows it
+    d2, _ = downloader(cfg(allow_hosts=["127.0.0.0/8"]))
+    assert d2.run([DownloadItem("ip", (server.url("/a.jpg"),))], tmp_path / "j2").iloc[0]["status"] == st.OK
+
+
+def test_connection_refused_is_connection_error(tmp_path):
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()  # nothing listens there now
+    d, _ = downloader(cfg(retries=1))
+    row = d.run([DownloadItem("a", (f"http://127.0.0.1:{port}/x.jpg",))], tmp_path / "j").iloc[0]
+    assert row["status"] == st.CONNECTION_ERROR and row["attempts"] == 2
+
+
+def test_trickling_server_hits_the_total_deadline(server, tmp_path):
+    def trickle_body(h, n):
+        h.send_response(200)
+        h.send_header("Content-Length", "100000")
+        h.end_headers()
+        for _ in range(60):  # one byte every 0.1 s: each read is well within read_timeout
+            h.wfile.write(b"x")
+            h.wfile.flush()
+            time.sleep(0.1)
+
+    def trickle_headers(h, n):
+        h.wfile.write(b"HTTP/1.1 200 OK\r\n")
+        for _ in range(60):
+            h.wfile.write(b"X")
+            h.wfile.flush()
+            time.sleep(0.1)
+
+    server.routes["/body"] = trickle_body
+    server.routes["/headers"] = trickle_headers
+    d, _ = downloader(cfg(retries=0, connect_timeout=0.2, read_timeout=0.3))  # deadline 0.2 + 0.9 s
+    t0 = time.monotonic()
+    rows = by_id(d.run([DownloadItem("body", (server.url("/body"),)),
+                        DownloadItem("headers", (server.url("/headers"),))], tmp_path / "j"))
+    assert time.monotonic() - t0 < 3.0
+    assert rows["body"]["status"] == st.TIMEOUT and rows["headers"]["status"] == st.TIMEOUT
+    assert "deadline" in rows["body"]["error"]
+
+
+def test_per_host_limit(server, tmp_path):
+    good = make_image(120, 80)
+    for i in range(8):
+        server.routes[f"/{i}.jpg"] = lambda h, n: (time.sleep(0.15), send(h, 200, good))
+    d, _ = downloader(cfg(concurrency=8, per_host=2))
+    df = d.run([DownloadItem(str(i), (server.url(f"/{i}.jpg"),)) for i in range(8)], tmp_path / "j")
+    assert set(df["status"]) == {st.OK}
+    assert server.max_inflight == 2
+
+
+def _journal_ids(path):
+    return [json.loads(line)["candidate_id"] for line in path.read_text().splitlines() if line.strip()]
+
+
+def test_resume_after_interrupt(server, tmp_path):
+    n = 16
+    imgs = [make_image(110 + i, 60) for i in range(n)]
+    for i in range(n):
+        server.routes[f"/{i}.jpg"] = (lambda b: lambda h, k: (time.sleep(0.03), send(h, 200, b)))(imgs[i])
+    items = [DownloadItem(f"c{i}", (server.url(f"/{i}.jpg"),)) for i in range(n)]
+    journal = tmp_path / "state" / "download.jsonl"
+    seen = []
+
+    def stop_after_5(done, total, status):
+        seen.append((done, total, status))
+        if done == 5:
+            raise KeyboardInterrupt
+
+    d, blobs = downloader(cfg(concurrency=2, per_host=2))
+    with pytest.raises(KeyboardInterrupt):
+        d.run(items, journal, progress=stop_after_5)
+    first = _journal_ids(journal)
+    assert 5 <= len(first) < n and len(set(first)) == len(first)
+    assert seen[-1][:2] == (5, n)
+    time.sleep(0.3)  # let run 1's in-flight requests end (their results are dropped)
+    before = Counter(server.counts)
+
+    calls = []
+    df = d.run(items, journal, progress=lambda done, total, s: calls.append(done))
+    assert list(df["candidate_id"]) == [it.candidate_id for it in items]
+    assert df["candidate_id"].is_unique and len(df) == n and set(df["status"]) == {st.OK}
+    for cid in first:  # journaled in run 1: not fetched again
+        i = int(cid[1:])
+        assert server.counts[f"/{i}.jpg"] == before[f"/{i}.jpg"] == 1
+    assert calls[0] == len(first) + 1 and calls[-1] == n
+    assert sorted(_journal_ids(journal)) == sorted(it.candidate_id for it in items)
+    # a third run downloads nothing
+    total_before = sum(server.counts.values())
+    df3 = d.run(items, journal)
+    assert sum(server.counts.values()) == total_before
+    assert df3.drop(columns=["downloaded_at"]).equals(df.drop(columns=["downloaded_at"]))
+
+
+_CHILD = """
+import json, sys
+from pathlib import Path
+from ops.config import DownloadConfig
+from ops.download import DownloadItem, Downloader
+urls, journal = json.loads(sys.argv[1]), Path(sys.argv[2])
+cfg = DownloadConfig(concurrency=2, per_host=2, allow_hosts=["127.0.0.1"], retries=0)
+d = Downloader(cfg, min_width=100, max_width=300, put_blob=lambda b: "x")
+d.run([DownloadItem(f"c{i}", (u,)) for i, u in enumerate(urls)], journal)
+"""
+
+
+def test_resume_after_kill(server, tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    n = 30
+    good = make_image(120, 80)
+    for i in range(n):
+        server.routes[f"/{i}.jpg"] = lambda h, k: (time.sleep(0.05), send(h, 200, good))
+    urls = [server.url(f"/{i}.jpg") for i in range(n)]
+    journal = tmp_path / "j.jsonl"
+    root = Path(__file__).resolve().parents[1]
+    child = subprocess.Popen([sys.executable, "-c", _CHILD, json.dumps(urls), str(journal)], cwd=root,
+                             env=dict(os.environ, PYTHONPATH=str(root)))
+    try:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and child.poll() is None:
+            if journal.exists() and journal.read_text().count("\n") >= 6:
+                break
+            time.sleep(0.02)
+        assert child.poll() is None, "the child finished before it could be killed"
+        os.kill(child.pid, signal.SIGKILL)
+    finally:
+        child.wait(timeout=10)
+    first = _journal_ids(journal)
+    assert 6 <= len(first) < n
+    time.sleep(0.2)
+    d, _ = downloader()
+    df = d.run([DownloadItem(f"c{i}", (u,)) for i, u in enumerate(urls)], journal)
+    assert df["candidate_id"].is_unique and len(df) == n and set(df["status"]) == {st.OK}
+    for cid in first:
+        assert server.counts[f"/{cid[1:]}.jpg"] == 1
+    lost = sum(server.counts[f"/{i}.jpg"] - 1 for i in range(n))
+    assert lost <= 4  # only in-flight items (2 workers, plus rows not yet journaled) were fetched twice
+
+
+def test_half_written_journal_line_is_ignored(server, tmp_path):
+    good = make_image(120, 80)
+    for p in ("/a.jpg", "/b.jpg", "/c.jpg"):
+        server.routes[p] = serve(good)
+    items = [DownloadItem(x, (server.url(f"/{x}.jpg"),)) for x in "abc"]
+    journal = tmp_path / "j.jsonl"
+    d, _ = downloader()
+    d.run(items[:2], journal)
+    full = journal.read_bytes()
+    # simulate a crash mid-write of a third line
+    journal.write_bytes(full + b'{"candidate_id": "c", "status": "o')
+    df = d.run(items, journal)
+    assert list(df["candidate_id"]) == ["a", "b", "c"] and set(df["status"]) == {st.OK}
+    assert server.counts["/a.jpg"] == 1 and server.counts["/b.jpg"] == 1 and server.counts["/c.jpg"] == 1
+    lines = journal.read_text().splitlines()
+    ids = [json.loads(x)["candidate_id"] for x in lines]  # every line parses: the torn tail was cut
+    assert sorted(ids[:2]) == ["a", "b"] and ids[2] == "c"
+
+
+def test_duplicate_candidate_ids_are_refused(tmp_path):
+    d, _ = downloader()
+    with pytest.raises(ValueError, match="duplicate"):
+        d.run([DownloadItem("a", ("http://127.0.0.1:9/x",)), DownloadItem("a", ("http://127.0.0.1:9/y",))],
+              tmp_path / "j")
+    with pytest.raises(ValueError):
+        DownloadItem("a", ())
+
+
+# ---------------------------------------------------------------------------------------------
+# DNS rebinding: the connection goes to the address that was checked
+# ---------------------------------------------------------------------------------------------
+@pytest.fixture
+def rebinding_dns(monkeypatch):
+    """A fake resolver: 'pinned.test' is 127.0.0.1 the first time, 10.0.0.1 afterwards.
+
+    IP literals go to the real getaddrinfo (no DNS); any other name fails without a query.
+    """
+    real = socket.getaddrinfo
+    calls: list = []
+
+    def fake(host, port, *a, **kw):
+        try:
+            ipaddress.ip_address(str(host))
+            return real(host, port, *a, **kw)
+        except ValueError:
+            pass
+        calls.append(host)
+        if host in ("pinned.test", "xn--bcher-kva.test"):
+            ip = "127.0.0.1" if calls.count(host) == 1 else "10.0.0.1"
+            return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (ip, port))]
+        raise socket.gaierror(socket.EAI_NONAME, "fake resolver: unknown name")
+
+    monkeypatch.setattr(socket, "getaddrinfo", fake)
+    return calls
+
+
+def test_connection_is_pinned_to_the_checked_address(server, tmp_path, rebinding_dns):
+    server.routes["/a.jpg"] = serve(make_image(120, 80))
+    d, _ = downloader()
+    row = d.run([DownloadItem("a", (f"http://pinned.test:{server.port}/a.jpg",))], tmp_path / "j").iloc[0]
+    assert row["status"] == st.OK
+    assert rebinding_dns == ["pinned.test"]  # resolved once, by the guard; urllib3 never re-resolved
+    assert server.hosts == [f"pinned.test:{server.port}"]
+    # the second resolution (the "rebound" answer) is refused by the guard
+    row = d.run([DownloadItem("b", (f"http://pinned.test:{server.port}/a.jpg",))], tmp_path / "j").iloc[0]
+    assert row["status"] == st.BLOCKED_ADDRESS and "10.0.0.1" in row["error"]
+
+
+def test_idna_host_is_pinned(server, tmp_path, rebinding_dns):
+    server.routes["/a.jpg"] = serve(make_image(120, 80))
+    d, _ = downloader()
+    row = d.run([DownloadItem("a", (f"http://bücher.test:{server.port}/a.jpg",))], tmp_path / "j").iloc[0]
+    assert row["status"] == st.OK, row["error"]
+    assert rebinding_dns == ["xn--bcher-kva.test"] and server.hosts == [f"xn--bcher-kva.test:{server.port}"]
+
+
+def test_ipv6_loopback(tmp_path):
+    try:
+        s = LocalServer("::1")
+    except OSError:
+        pytest.skip("no IPv6 loopback here")
+    try:
+        s.routes["/a.jpg"] = serve(make_image(120, 80))
+        url = f"http://[::1]:{s.port}/a.jpg"
+        d, _ = downloader(cfg(allow_hosts=["::1"]))
+        assert d.run([DownloadItem("a", (url,))], tmp_path / "j").iloc[0]["status"] == st.OK
+        d2, _ = downloader(cfg(allow_hosts=["127.0.0.1"]))
+        assert d2.run([DownloadItem("a", (url,))], tmp_path / "j2").iloc[0]["status"] == st.BLOCKED_ADDRESS
+        assert s.hosts == [f"[::1]:{s.port}"]
+    finally:
+        s.close()
+
+
+def test_https_is_pinned_with_sni_and_certificate_check(server, tmp_path, rebinding_dns):
+    crypto = pytest.importorskip("cryptography")  # noqa: F841
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "pinned.test")])
+    now = datetime.now(timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - timedelta(days=1))
+            .not_valid_after(now + timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName("pinned.test")]), critical=False)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .sign(key, hashes.SHA256()))
+    certfile, keyfile = tmp_path / "cert.pem", tmp_path / "key.pem"
+    certfile.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    keyfile.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                          serialization.NoEncryption()))
+    server.wrap_tls(str(certfile), str(keyfile))
+    server.routes["/a.jpg"] = serve(make_image(120, 80))
+
+    import requests
+
+    def session_factory():
+        s = requests.Session()
+        s.verify = str(certfile)  # trust only the test certificate
+        return s
+
+    d = Downloader(cfg(retries=0), min_width=100, max_width=300, put_blob=Blobs().put,
+                   session_factory=session_factory)
+    row = d.run([DownloadItem("a", (f"https://pinned.test:{server.port}/a.jpg",))], tmp_path / "j").iloc[0]
+    assert row["status"] == st.OK, row["error"]
+    assert rebinding_dns == ["pinned.test"] and server.hosts == [f"pinned.test:{server.port}"]
