@@ -533,3 +533,24 @@ def _carry_item_columns(out: pd.DataFrame, annotations: pd.DataFrame, all_images
         if c in out.columns:
             continue
         out[c] = first[c]
+
+
+def merged_to_arrow(merged: pd.DataFrame):
+    """``merged_annotations`` as an Arrow table with stable types for the nested columns (vote lists
+    as list<struct<label string, votes int64, share double>>, age_groups_majority as list<string>),
+    also when every list is empty."""
+    import pyarrow as pa
+
+    vote_type = pa.list_(pa.struct([("label", pa.string()), ("votes", pa.int64()), ("share", pa.float64())]))
+    base = pa.Table.from_pandas(merged, preserve_index=False)
+    fields = []
+    for f in base.schema:
+        if f.name.endswith("_votes") and f.name[: -len("_votes")] + "_n_votes" in merged.columns:
+            fields.append(pa.field(f.name, vote_type))
+        elif f.name == "age_groups_majority":
+            fields.append(pa.field(f.name, pa.list_(pa.string())))
+        elif pa.types.is_null(f.type):
+            fields.append(pa.field(f.name, pa.string()))
+        else:
+            fields.append(f)
+    return pa.Table.from_pandas(merged, schema=pa.schema(fields), preserve_index=False)

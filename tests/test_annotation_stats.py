@@ -15,7 +15,7 @@ from ops.annotation_stats import (
     VIEWS, compute_stats, emotion8_stats, emotion24_stats, sql_stats, stats_metadata, view_ddl,
 )
 from ops.annotations import annotations_to_arrow, default_findingemo_path, read_findingemo_ann
-from ops.merge import merge_annotations
+from ops.merge import merge_annotations, merged_to_arrow
 
 # the test's own Plutchik mapping (FindingEmo §2.1, Fig. 3), written independently of ops.taxonomy
 MY_LEAVES = {
@@ -159,7 +159,7 @@ def test_sql_views_equal_pandas_and_work_over_parquet(tmp_path):
         _same(pd_stats[name], sq[name])
     # as DuckDB views over Parquet files, the way the warehouse catalog holds them
     pq.write_table(annotations_to_arrow(ann), tmp_path / "annotations.parquet")
-    pq.write_table(pa.Table.from_pandas(merged, preserve_index=False), tmp_path / "merged.parquet")
+    pq.write_table(merged_to_arrow(merged), tmp_path / "merged.parquet")
     pq.write_table(pa.Table.from_pandas(pd.DataFrame({"annotator_id": ["u3"], "excluded": [True]})), tmp_path / "sc.parquet")
     con = duckdb.connect(str(tmp_path / "w.duckdb"))
     con.execute(f"CREATE VIEW annotations AS SELECT * FROM read_parquet('{tmp_path / 'annotations.parquet'}')")

@@ -8,7 +8,9 @@ import pandas as pd
 import pytest
 
 from ops.annotations import read_vote_counts
-from ops.merge import CrowdKit, Majority, Plurality, merge_annotations, merge_annotations_with_estimates, parse_policy
+from ops.merge import (
+    CrowdKit, Majority, Plurality, merge_annotations, merge_annotations_with_estimates, merged_to_arrow, parse_policy,
+)
 from ops.taxonomy import EMO24_TO_EMO8, register_taxonomy
 
 
@@ -177,3 +179,11 @@ def test_new_taxonomy_without_code_changes_and_duckdb_queryable():
     df = merge_annotations(frame(votes("x", ["Joy", "Trust", "Trust"])))
     got = duckdb.sql("SELECT v.label, v.votes FROM (SELECT unnest(emotion8_votes) AS v FROM df) ORDER BY v.votes").fetchall()
     assert got == [("Joy", 1), ("Trust", 2)]
+
+
+def test_merged_to_arrow_types_with_empty_lists():
+    m = merge_annotations(frame([A("r", "a", keep=False)]))
+    t = merged_to_arrow(m)
+    assert str(t.schema.field("emotion8_votes").type) == "list<item: struct<label: string, votes: int64, share: double>>"
+    assert str(t.schema.field("age_groups_majority").type) == "list<item: string>"
+    assert duckdb.sql("SELECT len(emotion8_votes), emotion8_status FROM t").fetchall() == [(0, "no_votes")]
