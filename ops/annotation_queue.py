@@ -36,20 +36,24 @@ class _Bag:
     """A set with O(1) uniform random draw and O(1) removal; deterministic for a given rng."""
 
     def __init__(self, items: Iterable[str] = ()):
+        """Candidate pool for the draws of FindingEmo §2.3.2 / §2.3.3."""
         self.items: list[str] = []
         self.pos: dict[str, int] = {}
         for x in items:
             self.add(x)
 
     def __len__(self) -> int:
+        """Number of candidates left."""
         return len(self.items)
 
     def add(self, item: str) -> None:
+        """Add a candidate."""
         if item not in self.pos:
             self.pos[item] = len(self.items)
             self.items.append(item)
 
     def discard(self, item: str) -> None:
+        """Remove a served candidate (each image is served once per batch)."""
         i = self.pos.pop(item, None)
         if i is None:
             return
@@ -59,6 +63,7 @@ class _Bag:
             self.pos[last] = i
 
     def take(self, rng: np.random.Generator) -> str:
+        """Uniform draw of one candidate (FindingEmo §2.3.2: "one that had not previously been annotated")."""
         item = self.items[int(rng.integers(len(self.items)))]
         self.discard(item)
         return item
@@ -127,6 +132,7 @@ def select_next_batch(
     pool_set = set(pool)
 
     def kept(i: str) -> bool:
+        """FindingEmo §2.3.2: only images with keep probability >= 0.75 when keep predictions exist."""
         return (not has_keep) or keep_prob.get(i, -1.0) >= keep_threshold
 
     # §2.3.2: odds inversely proportional to the number of (kept) images tagged with each label

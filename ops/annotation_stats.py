@@ -34,16 +34,19 @@ STAT_DIMS = ("arousal", "valence", "ambiguity")
 
 
 def _values(tax, col: str) -> str:
+    """A VALUES table of labels in wheel order (FindingEmo Fig. 3 / Table 2 order)."""
     rows = ", ".join(f"('{x}', {i})" for i, x in enumerate(tax.labels))
     return f"(VALUES {rows}) AS o({col}, ord)"
 
 
 def _emo8_ordinals(alias: str) -> str:
+    """A VALUES table of Emo8 leaf ordinals (FindingEmo Fig. 13)."""
     rows = ", ".join(f"('{x}', {int(EMO8.ordinal(x))})" for x in EMO8.labels)
     return f"(VALUES {rows}) AS {alias}(label, ordinal)"
 
 
 def _exclusion(excluded_table: str | None) -> str:
+    """SQL filter leaving out annotators excluded by grading (FindingEmo §2.3.3)."""
     if not excluded_table:
         return ""
     return f" AND a.annotator_id NOT IN (SELECT annotator_id FROM {excluded_table} WHERE excluded)"
@@ -179,6 +182,7 @@ def sql_stats(annotations: pd.DataFrame, merged: pd.DataFrame | None = None,
 # ---- pandas equivalents --------------------------------------------------------------------------
 
 def _kept(annotations: pd.DataFrame, excluded_annotators: Iterable[str] | None) -> pd.DataFrame:
+    """Kept annotations (FindingEmo §2.3.2 keep/reject), minus excluded annotators (§2.3.3)."""
     a = annotations[annotations["keep"].astype(bool)]
     if excluded_annotators:
         a = a[~a["annotator_id"].astype(str).isin({str(x) for x in excluded_annotators})]

@@ -211,6 +211,7 @@ _WORD_SETS: dict[tuple, frozenset] = {}
 
 
 def _word_set(words: tuple) -> frozenset:
+    """Cached casefolded emotion keywords (FindingEmo §2.3.1 keyword sets)."""
     ws = _WORD_SETS.get(words)
     if ws is None:
         ws = _WORD_SETS[words] = frozenset(" ".join(str(w).split()).casefold() for w in words)
@@ -218,6 +219,7 @@ def _word_set(words: tuple) -> frozenset:
 
 
 def _is_undefined(v: Any) -> bool:
+    """FindingEmo export convention (§2.1): "Undefined"/empty means not given."""
     if v is None:
         return True
     if isinstance(v, float) and np.isnan(v):
@@ -243,6 +245,7 @@ class _Collector:
 
 
 def _parse_number(v: Any, field: str, scale: tuple[float, float] | None, integer: bool, problems: list) -> float | None:
+    """Valence/arousal/ambiguity on their scales (FindingEmo §2.1: -3..3, 0..6, 0..6); problems recorded."""
     if _is_undefined(v):
         return None
     try:
@@ -263,6 +266,7 @@ def _parse_number(v: Any, field: str, scale: tuple[float, float] | None, integer
 
 
 def _parse_list(v: Any, field: str, vocab: Sequence[str] | None, sep: str, problems: list) -> list[str]:
+    """Multi-valued fields: age groups, deciding factors (FindingEmo §2.1), reject tags (§2.3.2)."""
     if v is None or (isinstance(v, float) and np.isnan(v)):
         return []
     if isinstance(v, (list, tuple, np.ndarray)):
@@ -288,6 +292,7 @@ _VOCABS: dict[tuple, dict] = {}
 
 
 def _vocab_lookup(vocab: tuple) -> dict:
+    """Cached case-insensitive vocabulary of a list field (FindingEmo §2.1 / §2.3.2 vocabularies)."""
     d = _VOCABS.get(vocab)
     if d is None:
         d = _VOCABS[vocab] = {x.casefold(): x for x in vocab}
@@ -295,6 +300,7 @@ def _vocab_lookup(vocab: tuple) -> dict:
 
 
 def _parse_keep(v: Any, field: str, problems: list, invert: bool = False) -> bool | None:
+    """The keep/reject decision (FindingEmo §2.3.2) from a keep or reject column."""
     if isinstance(v, (bool, np.bool_)):
         b = bool(v)
     else:
@@ -310,6 +316,7 @@ def _parse_keep(v: Any, field: str, problems: list, invert: bool = False) -> boo
 
 
 def _parse_datetime(v: Any, field: str, placeholders: Sequence[str], problems: list) -> pd.Timestamp | None:
+    """Annotation timestamp (FindingEmo export ``datetime``); fill-in placeholders -> NULL."""
     if _is_undefined(v):
         return None
     if isinstance(v, (pd.Timestamp, datetime)):
@@ -353,6 +360,7 @@ def _labels(tax: Taxonomy, raw: Any, field: str, problems: list, label_map: Mapp
 
 
 def _finish(coll: _Collector, item_columns: Sequence[str] = ()) -> IngestResult:
+    """Rows and rejects of one file -> IngestResult in the CONTRACT ``annotations`` schema (DESIGN.md)."""
     rows = coll.rows
     df = pd.DataFrame(rows, columns=list(ANNOTATION_COLUMNS) + [c for c in item_columns if c not in ANNOTATION_COLUMNS])
     df = _coerce(df)
@@ -479,6 +487,7 @@ def _table_records(path: Path, delimiter: str | None = None) -> tuple[list[str],
 
 
 def _require(path: Path, columns: Sequence[str], needed: Iterable[str]) -> None:
+    """A missing column is an error naming file and column (issue: validation)."""
     have = set(columns)
     for c in needed:
         if c not in have:

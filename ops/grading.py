@@ -50,6 +50,7 @@ class GoldReference:
     emotion8: str | None = None                  # an Emo8 leaf
 
     def __post_init__(self) -> None:
+        """Normalize the reference: Emo24 answer -> Emo8 leaf, ranges as floats (FindingEmo §2.3.3)."""
         if self.emotion8 is not None:
             leaf = EMO8.normalize(self.emotion8) or (PLUTCHIK24.to_parent(PLUTCHIK24.normalize(self.emotion8))
                                                      if PLUTCHIK24.normalize(self.emotion8) else None)
@@ -241,7 +242,7 @@ def score_duration_correlation(scores: pd.DataFrame, durations: Mapping[str, flo
 
 
 def excluded_annotators(scores: pd.DataFrame) -> list[str]:
-    """Annotator ids the grading policy excludes from merges (input for ops.merge)."""
+    """Annotator ids the grading policy excludes from merges (FindingEmo §2.3.3; input for ops.merge)."""
     return sorted(scores.loc[scores["excluded"].astype(bool), "annotator_id"].astype(str))
 
 
@@ -252,7 +253,7 @@ def gold_serving_order(gold: Sequence[GoldReference] | pd.DataFrame) -> list[str
 
 
 def example_gold(image_ids: Iterable[str]) -> list[GoldReference]:
-    """A 5-image gold set shaped like FindingEmo's (4 keeps, 1 reject) for demos and tests."""
+    """A 5-image gold set shaped like FindingEmo §2.3.3's (4 keeps, 1 reject) for demos and tests."""
     ids = list(image_ids)
     if len(ids) != 5:
         raise ValueError("FindingEmo used 5 fixed overlap images")

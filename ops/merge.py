@@ -64,6 +64,7 @@ class Majority:
     min_share: float = 0.5
 
     def __post_init__(self) -> None:
+        """Parameter checks for the majority policy (AffectNet+ Supplement II)."""
         if self.min_votes_per_label < 1:
             raise ValueError("min_votes_per_label must be >= 1")
         if not 0 <= self.min_share < 1:
@@ -119,6 +120,7 @@ def parse_policy(spec: str | Mapping[str, Any] | Policy) -> Policy:
 
 
 def policy_label(policy: Policy) -> str:
+    """Text form of a merge policy and its parameters, stored per merged row (provenance)."""
     name = {Majority: "majority", Plurality: "plurality"}.get(type(policy), None)
     if name is None:
         name = policy.method  # type: ignore[union-attr]
@@ -145,6 +147,7 @@ def level_column(tax: Taxonomy, n_levels: int) -> str:
 
 
 def _excluded_ids(excluded: Iterable[str] | pd.DataFrame | None) -> set[str]:
+    """Annotators excluded by grading (FindingEmo §2.3.3) or given as ids."""
     if excluded is None:
         return set()
     if isinstance(excluded, pd.DataFrame):  # annotator_scores (ops.grading)
@@ -168,6 +171,7 @@ def _project(word: str | None, lvls: list[Taxonomy], i: int, keyword_labels: Map
 
 
 def _fmt_share(x: float) -> str:
+    """Percent text for reasons."""
     return f"{100 * x:.0f}%"
 
 
@@ -336,6 +340,7 @@ def _level_votes(kept: pd.DataFrame, tax: Taxonomy, lt: Taxonomy, prefix: str) -
 
 
 def _vote_lists(C: np.ndarray, universe: list[str]) -> list[list[dict]]:
+    """Per-image vote distribution = the human soft label (FindingEmo §A.5, AffectNet+ Supplement II)."""
     tot = C.sum(axis=1)
     out = []
     for r in range(C.shape[0]):
@@ -364,6 +369,7 @@ def _max_distance(lt: Taxonomy, universe: list[str], C: np.ndarray) -> np.ndarra
 
 def _aggregate_level(pol: Policy, lt: Taxonomy, universe: list[str], counts: pd.DataFrame,
                      query_labels: list[str | None], kept_votes: pd.DataFrame, prefix: str) -> tuple[dict, pd.DataFrame]:
+    """Majority (with noise removal), plurality (AffectNet+ Supplement II tie-break) or crowd-kit at one level."""
     C = counts.to_numpy()
     n = C.shape[0]
     tot = C.sum(axis=1)
@@ -481,6 +487,7 @@ def _crowdkit(pol: CrowdKit, lt: Taxonomy, universe: list[str], counts: pd.DataF
 
 
 def _empty_estimates() -> pd.DataFrame:
+    """Empty annotator-estimates frame (Dawid-Skene confusions, skills)."""
     return pd.DataFrame({c: pd.Series(dtype=t) for c, t in (
         ("method", "str"), ("level", "str"), ("annotator_id", "str"), ("kind", "str"),
         ("true_label", "str"), ("observed_label", "str"), ("value", "float64"))})

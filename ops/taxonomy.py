@@ -60,6 +60,7 @@ class Taxonomy:
     description: str = ""
 
     def __post_init__(self) -> None:
+        """Validate labels/parents/aliases and build the lookup (FindingEmo §2.1: 24 emotions in 8 leaves)."""
         all_labels = list(self.labels) + list(self.non_emotion_labels)
         if len({_key(x) for x in all_labels}) != len(all_labels):
             raise ValueError(f"taxonomy {self.name!r}: labels are not unique (case-insensitively)")
@@ -86,9 +87,11 @@ class Taxonomy:
         return self._lookup.get(_key(label))  # type: ignore[attr-defined]
 
     def is_emotion(self, label: str) -> bool:
+        """An emotion label (not one of the non-emotion labels of AffectNet+ Supplement II)."""
         return label in self.labels
 
     def is_non_emotion(self, label: str) -> bool:
+        """A vote that is not an emotion (AffectNet+ Supplement II: None, Uncertain, Non-Face)."""
         return label in self.non_emotion_labels
 
     def to_parent(self, label: str | None) -> str | None:
@@ -108,6 +111,7 @@ class Taxonomy:
     # ---- wheel distances (FindingEmo §A.5, Fig. 13) -------------------------------------------
     @property
     def has_wheel(self) -> bool:
+        """Whether wheel distances (FindingEmo Fig. 13) are defined."""
         return self.ordinals is not None and self.wheel_size is not None
 
     def ordinal(self, label: str) -> float:
@@ -130,6 +134,7 @@ class Taxonomy:
 
 
 def _taxonomy_from_dict(d: Mapping, known: Mapping[str, Taxonomy]) -> Taxonomy:
+    """One entry of taxonomies.json -> Taxonomy; ordinals from intra_leaf per FindingEmo Fig. 13."""
     name = d["name"]
     labels = tuple(d["labels"])
     ordinals = d.get("ordinals")
@@ -207,6 +212,7 @@ def get_taxonomy(name: str | Taxonomy) -> Taxonomy:
 
 
 def taxonomy_names() -> list[str]:
+    """Registered taxonomy names (FindingEmo §2.1 Plutchik, AffectNet+ Supplement II AffectNet-8, user-added)."""
     return sorted(_REGISTRY)
 
 
