@@ -274,20 +274,40 @@ def main() -> None:
 NOTES = [
     "- Loopback has no latency to hide: a request costs well under a millisecond of network time, so "
     "concurrency cannot win by overlapping waits as it does on the web (where a request takes 100 ms "
-    "to seconds and 16+ workers pay off). Here it can only overlap CPU work.",
-    "- The full PIL decode is the dominant cost (compare (a) with (a')); the Downloader also hashes, "
-    "writes each blob with a temporary file + fsync + rename, and fsyncs the journal per group of "
-    "rows. PIL's JPEG decoder releases the GIL, so worker threads can use both cores, but the server "
-    "process runs on the same 2 cores, and the machine is shared with other agents: expect the numbers "
-    "to vary by 20-30% between runs.",
-    "- Beyond 2-4 workers, threads only contend for the 2 cores; per_host = concurrency here because "
-    "all images come from one host. Real runs keep per_host small (politeness) and get their "
-    "parallelism from many hosts.",
+    "to seconds and 16+ workers pay off). Here it can only overlap CPU work and disk flushes.",
+    "- Decoding costs CPU: the full PIL decode (required: it is how truncated files and bombs are "
+    "caught) is most of the client CPU (compare (a) with (a')). PIL's JPEG decoder releases the GIL, "
+    "so worker threads can use both cores, but the server process runs on the same 2 cores and the "
+    "machine is shared with other agents: expect 20-30% variation between runs.",
+    "- Storing is the other big cost: `BlobStore.put` writes each blob to a temporary file, fsyncs it "
+    "and renames it (compare (b) concurrency=4 with (b')). The journal is fsynced once per group of "
+    "finished rows, not per row, so it costs little.",
+    "- per_host = concurrency here because all images come from one host. Real runs keep per_host "
+    "small (politeness) and get their parallelism from many hosts.",
     "- img2dataset runs with resize_mode=no and skip_reencode=True (it still decodes each image with "
     "OpenCV to read its size), writes plain files without fsync, opens a new connection per image "
-    "(urllib), and does no address guard; its images/s uses the time in its own shard statistics, "
-    "which leaves out its start-up (several seconds of imports and process spawning).",
+    "(urllib), has no address guard and no per-host limit; its images/s uses the time in its own shard "
+    "statistics, which leaves out its start-up (imports and process spawning), given in the note.",
 ]
+
+
+def observations(rows: list[dict]) -> list[str]:
+    """A few ratios computed from this run's table."""
+    r = {x["name"]: x for x in rows}
+    out = []
+    a, a2 = r.get("(a) sequential requests.Session, no decode"), r.get("(a') sequential requests.Session + PIL decode")
+    if a and a2:
+        out.append(f"- This run: decoding makes sequential fetching {a['ips'] / a2['ips']:.1f}x slower "
+                   f"({a['ips']:.0f} -> {a2['ips']:.0f} images/s).")
+    c1, c4, c16 = (r.get(f"(b) Downloader concurrency={c}") for c in (1, 4, 16))
+    nob = r.get("(b') Downloader concurrency=4, no blob writes")
+    if c1 and c4 and c16:
+        out.append(f"- This run: the Downloader scales {c4['ips'] / c1['ips']:.2f}x from 1 to 4 workers and "
+                   f"{c16['ips'] / c1['ips']:.2f}x from 1 to 16.")
+    if c4 and nob:
+        out.append(f"- This run: without blob writes the Downloader at concurrency 4 is {nob['ips'] / c4['ips']:.2f}x "
+                   f"faster ({c4['ips']:.0f} -> {nob['ips']:.0f} images/s).")
+    return out
 
 
 def write_report(args, rows: list[dict], n: int, total_mb: float) -> None:
@@ -322,9 +342,12 @@ def write_report(args, rows: list[dict], n: int, total_mb: float) -> None:
     lines += ["", "## img2dataset", ""]
     if args.img2dataset_note:
         lines.append(args.img2dataset_note)
-    elif not args.img2dataset_python:
+    elif args.img2dataset_python:
+        lines.append("Installed in a throwaway venv outside the repository: `python3 -m venv "
+                     "/tmp/img2ds-venv && /tmp/img2ds-venv/bin/pip install img2dataset`.")
+    else:
         lines.append("Not run in this invocation (pass --img2dataset-python).")
-    lines += ["", "## Notes", "", *NOTES, ""]
+    lines += ["", "## Notes", "", *NOTES, *observations(rows), ""]
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text("\n".join(lines) + "\n")
     print(f"wrote {args.out}")
