@@ -40,9 +40,11 @@ IMG_SIZE = 32  # HASH_SIZE * highfreq_factor (4), as in imagehash.phash
 
 # Fast mode: ask libjpeg for the smallest DCT scale (1/1, 1/2, 1/4, 1/8) whose
 # output is still at least this many pixels on each side.  32 is the minimum
-# the algorithm needs; bench/bench_phash.py measures the accuracy/speed of the
-# candidates (for 800-1600 px photos 32 and 64 both end up at scale 1/8).
-FAST_DRAFT_MIN_SIDE = 32
+# the algorithm needs, but then mid-sized frames (short side < ~1000 px) are
+# hashed from a ~35-60 px thumbnail and drift further from the exact hash
+# (up to 4 bits); 128 keeps them within 2 bits for ~15% less throughput.
+# bench/bench_phash.py sweeps 32/64/128 (see bench/results/phash.md).
+FAST_DRAFT_MIN_SIDE = 128
 
 # MSB-first weights used to pack 64 booleans into one uint64.
 _BIT_WEIGHTS = (np.uint64(1) << np.arange(63, -1, -1, dtype=np.uint64)).astype(np.uint64)
@@ -121,12 +123,19 @@ def _load_gray32_fast(source: Source, draft_min_side: int = FAST_DRAFT_MIN_SIDE)
     opened = _open(source)
     try:
         img = opened
+        box = None
         if draft_min_side and img is not source:
-            # no-op for formats without DCT scaling; never applied to a caller's image
-            img.draft("L", (draft_min_side, draft_min_side))
+            # None (no-op) for formats without DCT scaling; never applied to a caller's image
+            drafted = img.draft("L", (draft_min_side, draft_min_side))
+            if drafted is not None:
+                # libjpeg rounds the scaled size up (ceil(W/s)); the box
+                # (0, 0, W/s, H/s) maps the original frame exactly, so the LANCZOS
+                # footprint matches the full-size resize (measured: mean bit
+                # difference to exact 0.67 -> 0.2 at scale 1/8).
+                box = drafted[1]
         if img.mode != "L":
             img = img.convert("L")
-        small = img.resize((IMG_SIZE, IMG_SIZE), Image.Resampling.LANCZOS)
+        small = img.resize((IMG_SIZE, IMG_SIZE), Image.Resampling.LANCZOS, box=box)
         return np.asarray(small, dtype=np.uint8)
     finally:
         if opened is not source:
