@@ -7,7 +7,10 @@ the limits, and every candidate with exactly one known status.
 
 from dagster import AssetCheckExecutionContext, AssetCheckResult, AssetCheckSeverity, MetadataValue, asset_check
 
+from pathlib import Path
+
 from assets.acquisition import candidate_urls, downloaded_images, scrape_batches
+from assets.annotations import merged_annotations, raw_annotations
 from assets.dedup import unique_images
 from assets.resources import EmoforgeResource
 from ops import quality
@@ -70,3 +73,38 @@ def unique_images_valid(context: AssetCheckExecutionContext, emoforge: EmoforgeR
     a = emoforge.settings.acquisition
     df = emoforge.warehouse.read_table("unique_images")
     return _result(quality.validate(df, "unique_images", quality.images_suite(a.min_width, a.max_width)))
+
+
+@asset_check(asset=raw_annotations, blocking=True,
+             description="GX: (image, annotator) unique; valence/arousal/ambiguity within each source's scale "
+                         "(FindingEmo: −3…3, 0…6, 0…6); Emo24/Emo8 labels from Plutchik's wheel.")
+def annotations_valid(context: AssetCheckExecutionContext, emoforge: EmoforgeResource) -> AssetCheckResult:
+    from ops.annotations import FINDINGEMO_SCALES
+    from ops.taxonomy import EMO8, PLUTCHIK24
+
+    df = emoforge.warehouse.read_table("annotations")
+    outcomes = []
+    for src in emoforge.settings.annotations.sources:
+        name = src.name or (src.kind if src.kind == "findingemo" else Path(src.path).stem)
+        scales = src.scales if src.scales is not None else (FINDINGEMO_SCALES if src.kind == "findingemo" else {})
+        part = df[df["source"] == name]
+        outcomes.append(quality.validate(part, f"annotations_{name}", quality.annotations_suite(
+            {k: tuple(v) for k, v in scales.items()}, list(PLUTCHIK24.labels), list(EMO8.labels))))
+    whole = quality.validate(df, "annotations", quality.annotations_suite({}, list(PLUTCHIK24.labels), list(EMO8.labels)))
+    outcomes.append(whole)
+    failed = [o for o in outcomes if not o.success]
+    return _result(failed[0] if failed else whole)
+
+
+@asset_check(asset=merged_annotations, blocking=True,
+             description="GX: one row per (image, taxonomy); vote distributions sum to the number of votes; "
+                         "no more votes than annotators.")
+def merged_annotations_valid(context: AssetCheckExecutionContext, emoforge: EmoforgeResource) -> AssetCheckResult:
+    df = emoforge.warehouse.read_table("merged_annotations")
+    levels = sorted({c[: -len("_n_votes")] for c in df.columns if c.endswith("_n_votes")})
+    for p in levels:
+        counts = [c for c in df.columns if c.startswith(f"{p}_n_") and c not in
+                  (f"{p}_n_votes", f"{p}_n_distinct")]
+        df[f"{p}__vote_sum"] = df[counts].fillna(0).sum(axis=1).astype("int64")
+        df[f"{p}_n_votes"] = df[f"{p}_n_votes"].fillna(0).astype("int64")
+    return _result(quality.validate(df, "merged_annotations", quality.merged_suite(levels)))

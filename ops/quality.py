@@ -141,3 +141,37 @@ def images_suite(min_width: int, max_width: int) -> list[Any]:
         E.ExpectColumnValuesToBeBetween(column="width", min_value=min_width, max_value=max_width,
                                         strict_min=True, strict_max=True),
     ]
+
+
+def annotations_suite(scales: dict[str, tuple[float, float]], emotion24: list[str], emotion8: list[str]) -> list[Any]:
+    """``annotations``: (image, annotator) unique, values within the source's scales (FindingEmo §2.1),
+    labels from the Plutchik taxonomy, keep decided."""
+    import great_expectations as gx
+
+    E = gx.expectations
+    out = [
+        E.ExpectCompoundColumnsToBeUnique(column_list=["image_id", "annotator_id"]),
+        E.ExpectColumnValuesToNotBeNull(column="image_id"),
+        E.ExpectColumnValuesToNotBeNull(column="annotator_id"),
+        E.ExpectColumnValuesToNotBeNull(column="keep"),
+        E.ExpectColumnValuesToBeInSet(column="emotion24", value_set=emotion24),
+        E.ExpectColumnValuesToBeInSet(column="emotion8", value_set=emotion8),
+    ]
+    for col, (lo, hi) in scales.items():
+        out.append(E.ExpectColumnValuesToBeBetween(column=col, min_value=lo, max_value=hi))
+    return out
+
+
+def merged_suite(levels: list[str]) -> list[Any]:
+    """``merged_annotations``: one row per (image, taxonomy); per label level the vote distribution sums
+    to the number of votes, and there are never more votes than annotators."""
+    import great_expectations as gx
+
+    E = gx.expectations
+    out = [E.ExpectCompoundColumnsToBeUnique(column_list=["image_id", "taxonomy"]),
+           E.ExpectColumnValuesToBeBetween(column="n_annotators", min_value=1)]
+    for p in levels:
+        out.append(E.ExpectColumnPairValuesToBeEqual(column_A=f"{p}_n_votes", column_B=f"{p}__vote_sum"))
+        out.append(E.ExpectColumnPairValuesAToBeGreaterThanB(column_A="n_annotators", column_B=f"{p}_n_votes",
+                                                             or_equal=True))
+    return out

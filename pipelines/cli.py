@@ -160,7 +160,10 @@ def _report(result, stage_rows: list[dict]) -> tuple[bool, list[str]]:
 
 def _print_stage(row: dict) -> None:
     part = f" [{row['partition']}]" if row["partition"] else ""
-    fig = f"in {row['in']:>6} → out {row['out']:>6}" if row["in"] is not None else f"rows {row['out']:>6}"
+    if row["in"] is not None:
+        fig = f"in {row['in']:>6} → out {row['out']:>6}"
+    else:
+        fig = f"rows {row['out']:>6}" if row["out"] is not None else "done"
     dropped = ", ".join(f"{k}: {v}" for k, v in sorted(row["dropped"].items(), key=lambda kv: -kv[1]) if v)
     _say(f"  {row['asset']:<20}{part:<18} {fig}" + (f"   dropped: {dropped}" if dropped else ""))
 

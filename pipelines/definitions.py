@@ -21,7 +21,7 @@ from dagster import (
     sensor,
 )
 
-from assets import acquisition, checks, dedup
+from assets import acquisition, annotations, checks, dedup
 from assets.acquisition import planned_batches, scrape_batches
 from assets.resources import DemoWebResource, EmoforgeResource
 
@@ -33,12 +33,19 @@ ASSETS = [
     dedup.image_hashes,
     dedup.duplicate_groups,
     dedup.unique_images,
+    annotations.raw_annotations,
+    annotations.annotator_scores,
+    annotations.merged_annotations,
+    annotations.annotation_stats,
+    annotations.annotation_queue,
 ]
 CHECKS = [
     checks.candidate_urls_valid,
     checks.downloads_one_status_per_candidate,
     checks.downloaded_images_within_limits,
     checks.unique_images_valid,
+    checks.annotations_valid,
+    checks.merged_annotations_valid,
 ]
 
 # one scrape batch end to end: search, filter, download, hash
@@ -85,12 +92,25 @@ refresh_schedule = ScheduleDefinition(
     description="Once a day: fold the new batches' hashes into the near-duplicate index.",
 )
 
+annotations_job = define_asset_job(
+    "annotations_job",
+    selection=AssetSelection.groups("annotations"),
+    description="Ingest annotation exports, grade annotators, merge labels, statistics, next batch to annotate.",
+)
+
+# new annotation exports are picked up by a daily refresh; nothing else is recomputed
+annotations_schedule = ScheduleDefinition(
+    name="daily_annotations_refresh", job=annotations_job, cron_schedule="30 3 * * *",
+    default_status=DefaultScheduleStatus.STOPPED,
+    description="Once a day: re-read the annotation exports and refresh merges, statistics and the queue.",
+)
+
 defs = Definitions(
     assets=ASSETS,
     asset_checks=CHECKS,
-    jobs=[scrape_batch_job, dedup_job],
+    jobs=[scrape_batch_job, dedup_job, annotations_job],
     sensors=[new_scrape_batches],
-    schedules=[refresh_schedule],
+    schedules=[refresh_schedule, annotations_schedule],
     resources=_resources(),
     executor=in_process_executor,
 )
