@@ -153,7 +153,9 @@ def _report(result, stage_rows: list[dict]) -> tuple[bool, list[str]]:
                                 f"failed: {data.description}")
         elif ev.event_type_value == "STEP_FAILURE":
             err = ev.event_specific_data.error
-            msg = err.message.strip().splitlines()[-1] if err else "unknown error"
+            while err is not None and err.cause is not None:  # the user's exception, not Dagster's wrapper
+                err = err.cause
+            msg = err.message.strip() if err else "unknown error"
             problems.append(f"step {ev.step_key} failed: {msg}")
     return result.success and not problems, problems
 
