@@ -89,11 +89,11 @@ def duplicate_groups(context: AssetExecutionContext, emoforge: EmoforgeResource)
     hashes = hashes.sort_values(["first_seen", "sha256"]).drop_duplicates("sha256", keep="first")
     index_dir = wh.state_path(f"phash_index_{cfg.dedup.mode}", "x").parent
     try:
-        index = HashIndex(index_dir, cfg.dedup.threshold, cfg.dedup.bands)
+        index = HashIndex(index_dir, cfg.dedup.threshold, cfg.dedup.effective_bands)
     except IndexParameterMismatch as e:
         context.log.warning(f"{e}; rebuilding the index with the configured parameters")
         shutil.rmtree(index_dir)
-        index = HashIndex(index_dir, cfg.dedup.threshold, cfg.dedup.bands)
+        index = HashIndex(index_dir, cfg.dedup.threshold, cfg.dedup.effective_bands)
     n_before = len(index)
     new_pairs = index.add(hashes["sha256"].tolist(),
                           np.array([int(h, 16) for h in hashes["phash"]], dtype=np.uint64))
