@@ -12,6 +12,8 @@ import pandas as pd
 from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, asset
 
 from assets._meta import breakdown, md_table
+from assets.acquisition import downloaded_images
+from assets.dedup import unique_images
 from assets.resources import EmoforgeResource
 from ops import annotation_stats as stats
 from ops.annotation_queue import select_next_batch
@@ -51,10 +53,11 @@ def _link_to_acquired(wh, ann: pd.DataFrame) -> pd.DataFrame:
     return ann
 
 
-@asset(group_name=GROUP, kinds={"python", "parquet"},
+@asset(group_name=GROUP, kinds={"python", "parquet"}, deps=[downloaded_images],
        description="Every configured annotation export (FindingEmo .ann, long, vote counts) as one row per "
                    "(image, annotator): the CONTRACT `annotations` table. Bad rows go to "
-                   "`annotation_rejects` with file, line, field and reason.")
+                   "`annotation_rejects` with file, line, field and reason. Annotations are linked to acquired "
+                   "images where they can be (FindingEmo paths are the URL-list items); the others are kept.")
 def raw_annotations(context: AssetExecutionContext, emoforge: EmoforgeResource) -> MaterializeResult:
     cfg = emoforge.settings.annotations
     wh = emoforge.warehouse
@@ -177,7 +180,7 @@ def annotation_stats(context: AssetExecutionContext, emoforge: EmoforgeResource)
     })
 
 
-@asset(group_name=GROUP, kinds={"python", "parquet", "csv", "json"}, deps=[merged_annotations],
+@asset(group_name=GROUP, kinds={"python", "parquet", "csv", "json"}, deps=[merged_annotations, unique_images],
        description="The next K images to serve to annotators (FindingEmo §2.3.2, §2.3.3): keep probability "
                    "≥ 0.75 where predictions exist, Emo8 labels drawn with odds inversely proportional to their "
                    "frequency, and with probability p_R an overlap image (gold first, then images with fewer "

@@ -270,7 +270,30 @@ def _materialized(instance, asset_key, partition: str) -> bool:
     return partition in instance.get_materialized_partitions(asset_key)
 
 
+def _totals(rows: list[dict]) -> list[dict]:
+    """Per asset over all batches of this build: items in, out, and the reasons for the rest."""
+    out: dict[str, dict] = {}
+    for r in rows:
+        if not r["partition"]:
+            continue
+        t = out.setdefault(r["asset"], {"asset": r["asset"], "partition": f"{0} batches", "in": 0, "out": 0,
+                                        "dropped": {}, "n": 0})
+        t["n"] += 1
+        t["partition"] = f"{t['n']} batch{'es' if t['n'] > 1 else ''}"
+        t["in"] = None if r["in"] is None or t["in"] is None else t["in"] + int(r["in"])
+        t["out"] = (t["out"] or 0) + int(r["out"] or 0)
+        for k, v in r["dropped"].items():
+            t["dropped"][k] = t["dropped"].get(k, 0) + int(v)
+    return list(out.values())
+
+
 def _finish(ok: bool, wh, rows: list[dict], problems: list[str], t0: float) -> int:
+    totals = _totals(rows)
+    if totals:
+        _say("")
+        _say("totals over the batches built:")
+        for t in totals:
+            _print_stage(t)
     _say("")
     _say(f"{'✓ build succeeded' if ok else '✗ build FAILED'} in {time.monotonic() - t0:.1f} s")
     if problems:
@@ -278,6 +301,7 @@ def _finish(ok: bool, wh, rows: list[dict], problems: list[str], t0: float) -> i
     if wh.db_path.exists():
         _say(f"warehouse: {wh.db_path}")
         _say(f"  query it:  emoforge sql --data-dir {wh.root} \"select status, count(*) from downloaded_images group by 1\"")
+        _say(f"             emoforge sql --data-dir {wh.root} \"select * from emotion8_stats\"")
         _say(f"  or any DuckDB client, read-only: duckdb -readonly {wh.db_path}")
         _say(f"  images:    {wh.blobs.root}  (content-addressed by SHA-256)")
     return EXIT_OK if ok else EXIT_FAILED
