@@ -70,10 +70,14 @@ def image_hashes(context: AssetExecutionContext, emoforge: EmoforgeResource) -> 
         agreement = {"n": len(diffs), "identical": sum(d == 0 for d in diffs),
                      "mean_bits": round(sum(diffs) / len(diffs), 3), "max_bits": max(diffs)}
     allh = {**known, **computed}
-    imgs["phash"] = [allh[s][0] for s in imgs["sha256"]]
-    imgs["hash_error"] = [allh[s][1] for s in imgs["sha256"]]
-    imgs["hash_mode"] = cfg.dedup.mode
-    imgs["batch"] = key
+    # explicit dtypes: a batch without any ok image must still write the same schema
+    imgs = imgs.astype({"sha256": "string", "width": "Int64", "height": "Int64", "image_format": "string",
+                        "n_candidates": "Int64"})
+    imgs["first_seen"] = pd.to_datetime(imgs["first_seen"], utc=True)
+    imgs["phash"] = pd.Series([allh[s][0] for s in imgs["sha256"]], index=imgs.index, dtype="string")
+    imgs["hash_error"] = pd.Series([allh[s][1] for s in imgs["sha256"]], index=imgs.index, dtype="string")
+    imgs["hash_mode"] = pd.Series(cfg.dedup.mode, index=imgs.index, dtype="string")
+    imgs["batch"] = pd.Series(key, index=imgs.index, dtype="string")
     wh.write_table("image_hashes", imgs, partition=key)
     n_err = int(imgs["hash_error"].notna().sum())
     return MaterializeResult(metadata=stage_metadata(

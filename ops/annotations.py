@@ -93,7 +93,7 @@ FINDINGEMO_TAGS = FINDINGEMO_REJECT_TAGS + ("Reject",)
 FINDINGEMO_SCALES: dict[str, tuple[float, float]] = {
     "valence": (-3, 3), "arousal": (0, 6), "ambiguity": (0, 6),
 }
-FINDINGEMO_PLACEHOLDER_DATETIMES = ("2023-09-01 00:00:00.000000",)
+FINDINGEMO_FILLER_DATETIMES = ("2023-09-01 00:00:00.000000",)
 UNDEFINED = {"", "undefined", "none", "null", "nan", "n/a"}  # "not given" (emotion, V/A, lists)
 
 ANNOTATION_COLUMNS = (
@@ -315,14 +315,14 @@ def _parse_keep(v: Any, field: str, problems: list, invert: bool = False) -> boo
     return (not b) if invert else b
 
 
-def _parse_datetime(v: Any, field: str, placeholders: Sequence[str], problems: list) -> pd.Timestamp | None:
-    """Annotation timestamp (FindingEmo export ``datetime``); fill-in placeholders -> NULL."""
+def _parse_datetime(v: Any, field: str, fillers: Sequence[str], problems: list) -> pd.Timestamp | None:
+    """Annotation timestamp (FindingEmo export ``datetime``); fill-in stamps -> NULL."""
     if _is_undefined(v):
         return None
     if isinstance(v, (pd.Timestamp, datetime)):
         return pd.Timestamp(v)
     s = str(v).strip()
-    if s in placeholders:
+    if s in fillers:
         return None
     try:
         return pd.Timestamp(datetime.fromisoformat(s))
@@ -538,7 +538,7 @@ def read_findingemo_ann(
     scales: Mapping[str, tuple[float, float]] | None = None,
     reject_tags: Iterable[str] = ("Reject",),
     strict_vocab: bool = True,
-    placeholder_datetimes: Sequence[str] = FINDINGEMO_PLACEHOLDER_DATETIMES,
+    filler_datetimes: Sequence[str] = FINDINGEMO_FILLER_DATETIMES,
     emotion_words: Iterable[str] | None = None,
 ) -> IngestResult:
     """Read a FindingEmo annotation export (.ann, CSV); ``None``: FindingEmo-Light's real annotations.
@@ -591,7 +591,7 @@ def read_findingemo_ann(
             "age_groups": p_age(rec["age"], problems),
             "deciding_factors": p_dec(rec["dec_factors"], problems),
             "tags": tags,
-            "annotated_at": _parse_datetime(rec["datetime"], "datetime", placeholder_datetimes, problems),
+            "annotated_at": _parse_datetime(rec["datetime"], "datetime", filler_datetimes, problems),
             "taxonomy": tax.name, "image_path": raw_path,
             "source_file": str(path), "source_line": line, "source_index": (rec["index"] or "").strip() or None,
             "synthetic_annotator": False,

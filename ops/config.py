@@ -274,7 +274,27 @@ def load_config(path: str | Path | None) -> EmoforgeConfig:
         data = yaml.safe_load(text)
     except yaml.YAMLError as e:
         raise ConfigError(f"configuration file {p} is not valid YAML: {e}") from None
+    if isinstance(data, dict):
+        _resolve_relative_paths(data, p.resolve().parent)
     return parse_config(data, str(p))
+
+
+def _resolve_relative_paths(data: dict[str, Any], base: Path) -> None:
+    """Relative paths in a config file are relative to the file's folder, not to the working dir."""
+    def fix(container: Any, key: str) -> None:
+        if isinstance(container, dict) and isinstance(container.get(key), str) and container[key].strip():
+            v = Path(container[key]).expanduser()
+            container[key] = str(v if v.is_absolute() else base / v)
+
+    fix(data, "data_dir")
+    acq = data.get("acquisition")
+    if isinstance(acq, dict) and isinstance(acq.get("provider"), dict):
+        fix(acq["provider"].get("url_list"), "path")
+    ann = data.get("annotations")
+    if isinstance(ann, dict):
+        for src in ann.get("sources") or []:
+            fix(src, "path")
+        fix(ann.get("grading"), "gold_path")
 
 
 def config_to_yaml(cfg: EmoforgeConfig) -> str:

@@ -41,3 +41,17 @@ def test_unreadable_and_invalid_yaml(tmp_path):
     p.write_text("a: [1, 2\n")
     with pytest.raises(ConfigError, match="not valid YAML"):
         load_config(p)
+
+
+def test_relative_paths_are_relative_to_the_config_file(tmp_path, monkeypatch):
+    d = tmp_path / "conf"
+    d.mkdir()
+    (d / "c.yaml").write_text("data_dir: out\nacquisition:\n  provider:\n    url_list:\n      path: lists/u.csv\n"
+                              "annotations:\n  sources:\n    - {kind: long, path: a.csv, mapping: {image_id: i, annotator_id: w}}\n"
+                              "  grading:\n    gold_path: /abs/gold.csv\n")
+    monkeypatch.chdir(tmp_path)
+    c = load_config("conf/c.yaml")
+    assert c.data_dir == str(d / "out")
+    assert c.acquisition.provider.url_list.path == str(d / "lists" / "u.csv")
+    assert c.annotations.sources[0].path == str(d / "a.csv")
+    assert c.annotations.grading.gold_path == "/abs/gold.csv"

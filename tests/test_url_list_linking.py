@@ -1,0 +1,75 @@
+"""A FindingEmo-style URL list through the whole graph against a local server: backup URLs are
+tried in idx_url order, batches cut the list, and annotations of the downloaded images are linked
+to them by path (the others are kept unlinked)."""
+
+import io
+import json
+
+import numpy as np
+import pytest
+import yaml
+from PIL import Image
+
+from pipelines.cli import main
+
+pytestmark = pytest.mark.slow
+
+
+def _jpeg(seed: int, width: int = 1000) -> bytes:
+    rng = np.random.default_rng(seed)
+    base = np.linspace(0, 255, width, dtype=np.float32)[None, :, None] * np.ones((700, 1, 3), np.float32)
+    blob = rng.normal(0, 30, (700, width, 3)).astype(np.float32)
+    img = np.clip(base * rng.uniform(0.3, 1.0, 3) + blob, 0, 255).astype(np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(img).save(buf, "JPEG", quality=85)
+    return buf.getvalue()
+
+
+def test_url_list_backups_batches_and_annotation_links(httpserver, tmp_path, monkeypatch, capsys):
+    for var in ("EMOFORGE_HOME", "EMOFORGE_CONFIG", "EMOFORGE_DEMO"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dh"))
+    httpserver.expect_request("/gone.jpg").respond_with_data("nope", status=404)
+    httpserver.expect_request("/gone2.jpg").respond_with_data("nope", status=404)
+    for i in range(3):
+        httpserver.expect_request(f"/img{i}.jpg").respond_with_data(_jpeg(i), content_type="image/jpeg")
+    u = httpserver.url_for
+    paths = ["/Run_1/Happy people war/a.jpg", "/Run_1/Happy people war/b.jpg", "/Run_2/Sad adults home/c.jpg",
+             "/Run_2/Sad adults home/d.jpg"]
+    records = [
+        {"rel_path": paths[0], "idx_url": 2, "url": u("/img0.jpg")},   # backup, listed first on purpose
+        {"rel_path": paths[0], "idx_url": 1, "url": u("/gone.jpg")},   # primary: 404
+        {"rel_path": paths[1], "idx_url": 1, "url": u("/img1.jpg")},
+        {"rel_path": paths[2], "idx_url": 1, "url": u("/img2.jpg")},
+        {"rel_path": paths[3], "idx_url": 1, "url": u("/gone2.jpg")},  # no backup: stays http_404
+    ]
+    (tmp_path / "urls.json").write_text(json.dumps(records))
+    header = "index,user,image_path,tags,age,valence,arousal,emotion,dec_factors,ambiguity,datetime\n"
+    rows = [f'{i},user{i % 2},{p},Undefined,Adults,1,3,Joy,FacialExpression,1,2023-10-0{i + 1} 10:00:00.000000\n'
+            for i, p in enumerate(paths + ["/Run_2/Sad adults home/never-listed.jpg"])]
+    (tmp_path / "ann.ann").write_text(header + "".join(rows))
+    cfg = {
+        "acquisition": {"provider": {"kind": "url_list", "url_list": {"path": "urls.json", "items_per_batch": 3}},
+                        "download": {"allow_hosts": ["127.0.0.1"], "retries": 0, "per_host": 4}},
+        "annotations": {"sources": [{"kind": "findingemo", "path": "ann.ann"}]},
+    }
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
+    data = tmp_path / "data"
+    assert main(["build", "--config", str(tmp_path / "c.yaml"), "--data-dir", str(data)]) == 0
+    out = capsys.readouterr().out
+    assert "2 scrape batches planned" in out and "u0000000-0000003" in out
+
+    def sql(q):
+        assert main(["sql", "--data-dir", str(data), "--format", "json", q]) == 0
+        return json.loads(capsys.readouterr().out)
+
+    dl = {r["item_id"]: r for r in sql("select item_id, status, url_index, url_download, sha256 from downloaded_images")}
+    assert dl[paths[0]]["status"] == "ok" and dl[paths[0]]["url_index"] == 1
+    assert dl[paths[0]]["url_download"].endswith("/img0.jpg")
+    assert dl[paths[3]]["status"] == "http_404"
+    assert {dl[p]["status"] for p in paths[1:3]} == {"ok"}
+    ann = {r["image_id"]: r["sha256"] for r in sql("select image_id, sha256 from annotations")}
+    assert len(ann) == 5
+    assert ann[paths[0]] == dl[paths[0]]["sha256"] and ann[paths[2]] == dl[paths[2]]["sha256"]
+    assert ann[paths[3]] is None and ann["/Run_2/Sad adults home/never-listed.jpg"] is None
+    assert sql("select count(*) as n from unique_images")[0]["n"] == 3
