@@ -41,15 +41,15 @@ def _png_md(fig, title: str) -> MetadataValue:
 def _link_to_acquired(wh, ann: pd.DataFrame) -> pd.DataFrame:
     """Link annotations to acquired images: FindingEmo paths are the URL-list provider's item ids."""
     ann = ann.copy()
-    ann["sha256"] = None
-    ann["url"] = None
+    ann["sha256"] = pd.Series(pd.NA, index=ann.index, dtype="string")
+    ann["url"] = pd.Series(pd.NA, index=ann.index, dtype="string")
     if wh.has_table("downloaded_images"):
         dl = wh.read_table("downloaded_images", columns=["item_id", "status", "sha256", "url"])
         dl = dl[dl["item_id"].notna()]
         ok = dl[dl["status"] == "ok"].drop_duplicates("item_id").set_index("item_id")
         anyurl = dl.drop_duplicates("item_id").set_index("item_id")
-        ann["sha256"] = ann["image_id"].map(ok["sha256"])
-        ann["url"] = ann["image_id"].map(anyurl["url"])
+        ann["sha256"] = ann["image_id"].map(ok["sha256"]).astype("string")
+        ann["url"] = ann["image_id"].map(anyurl["url"]).astype("string")
     return ann
 
 

@@ -110,12 +110,15 @@ def duplicate_groups(context: AssetExecutionContext, emoforge: EmoforgeResource)
                           np.array([int(h, 16) for h in hashes["phash"]], dtype=np.uint64))
     pairs = index.pairs()
     pairs = pairs[pairs["key_a"].isin(hashes["sha256"]) & pairs["key_b"].isin(hashes["sha256"])]
-    keys = hashes["sha256"].tolist()
-    labels = connected_components(keys, pairs)
+    keys = hashes["sha256"].astype(str).tolist()
+    labels = connected_components(keys, pairs) if keys else np.zeros(0, dtype=np.int64)
     df = pd.DataFrame({"key": keys, "width": hashes["width"].to_numpy(), "height": hashes["height"].to_numpy(),
                        "first_seen": hashes["first_seen"].to_numpy(), "group": labels})
     groups = choose_representatives(df).rename(columns={"key": "sha256"})
-    groups = groups.merge(hashes[["sha256", "phash", "width", "height", "first_seen", "batch"]], on="sha256")
+    groups["sha256"] = groups["sha256"].astype("string")
+    info = hashes[["sha256", "phash", "width", "height", "first_seen", "batch"]].astype({"sha256": "string"})
+    groups = groups.drop(columns=[c for c in ("width", "height", "first_seen") if c in groups]).merge(
+        info, on="sha256", how="left")
     wh.write_table("near_duplicate_pairs", pairs.rename(columns={"key_a": "sha256_a", "key_b": "sha256_b"}))
     wh.write_table("duplicate_groups", groups)
     n_groups = int(groups["group_id"].nunique())

@@ -82,7 +82,10 @@ def merge_all_taxonomies(annotations: pd.DataFrame, cfg: MergeConfig,
     policy = merge_policy(cfg)
     merged, estimates = [], []
     excluded = list(excluded)
-    for tax, part in annotations.groupby("taxonomy", sort=True):
+    groups = list(annotations.groupby("taxonomy", sort=True))
+    if not groups:  # no annotation at all: still the full (empty) schema, Plutchik's levels
+        groups = [("plutchik24", annotations)]
+    for tax, part in groups:
         m, e = merge_annotations_with_estimates(part, policy, taxonomy=str(tax), excluded_annotators=excluded,
                                                 keyword_labels=cfg.keyword_labels)
         m.insert(1, "taxonomy", tax)
@@ -91,7 +94,7 @@ def merge_all_taxonomies(annotations: pd.DataFrame, cfg: MergeConfig,
             e = e.copy()
             e.insert(0, "taxonomy", tax)
             estimates.append(e)
-    m = pd.concat(merged, ignore_index=True) if merged else pd.DataFrame({"image_id": [], "taxonomy": []})
+    m = pd.concat(merged, ignore_index=True)
     e = pd.concat(estimates, ignore_index=True) if estimates else pd.DataFrame(
         columns=["taxonomy", "method", "level", "annotator_id", "kind", "true_label", "observed_label", "value"])
     return m, e

@@ -411,6 +411,8 @@ def annotations_schema(df: pd.DataFrame | None = None) -> pa.Schema:
 def annotations_to_arrow(df: pd.DataFrame) -> pa.Table:
     """The annotations DataFrame as an Arrow table with the contract types (empty lists stay list<string>)."""
     schema = annotations_schema(df)
+    if df.empty:  # no rows: pandas' dtypes of an empty frame say nothing; the schema does
+        return schema.empty_table()
     missing = [n for n in schema.names if n not in df.columns]  # optional columns absent: NULL
     if missing:
         df = df.assign(**{n: [None] * len(df) for n in missing})

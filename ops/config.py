@@ -198,7 +198,7 @@ class QueueConfig(_Strict):
 
 
 class AnnotationsConfig(_Strict):
-    sources: list[AnnotationSource] = Field(default_factory=lambda: [AnnotationSource()])
+    sources: list[AnnotationSource] = Field(default_factory=lambda: [AnnotationSource()], min_length=1)
     grading: GradingConfig = GradingConfig()
     merge: MergeConfig = MergeConfig()
     queue: QueueConfig = QueueConfig()

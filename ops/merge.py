@@ -560,4 +560,7 @@ def merged_to_arrow(merged: pd.DataFrame):
             fields.append(pa.field(f.name, pa.string()))
         else:
             fields.append(f)
-    return pa.Table.from_pandas(merged, schema=pa.schema(fields), preserve_index=False)
+    schema = pa.schema(fields)
+    if merged.empty:  # an empty frame's pandas dtypes (float64 for list columns) would not convert
+        return schema.empty_table()
+    return pa.Table.from_pandas(merged, schema=schema, preserve_index=False)

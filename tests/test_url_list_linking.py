@@ -73,3 +73,25 @@ def test_url_list_backups_batches_and_annotation_links(httpserver, tmp_path, mon
     assert ann[paths[0]] == dl[paths[0]]["sha256"] and ann[paths[2]] == dl[paths[2]]["sha256"]
     assert ann[paths[3]] is None and ann["/Run_2/Sad adults home/never-listed.jpg"] is None
     assert sql("select count(*) as n from unique_images")[0]["n"] == 3
+
+
+def test_a_build_where_every_item_is_dropped_still_succeeds(tmp_path, monkeypatch, capsys):
+    """No image survives the filter and no annotation survives validation: every table is written,
+    empty but with its schema, and the statistics views answer with zero counts."""
+    for var in ("EMOFORGE_HOME", "EMOFORGE_CONFIG", "EMOFORGE_DEMO"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dh"))
+    (tmp_path / "list.csv").write_text("url\nhttp://www.shutterstock.com/a.jpg\nnot a url\n")
+    (tmp_path / "bad.ann").write_text("index,user,image_path,tags,age,valence,arousal,emotion,dec_factors,ambiguity,"
+                                      "datetime\n1,u,/a/b/c.jpg,Undefined,Adults,9,3,Joy,Undefined,1,2023-01-01 00:00:00\n")
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump({
+        "acquisition": {"provider": {"kind": "url_list", "url_list": {"path": "list.csv"}}},
+        "annotations": {"sources": [{"kind": "findingemo", "path": "bad.ann"}]}}))
+    data = tmp_path / "data"
+    assert main(["build", "--config", str(tmp_path / "c.yaml"), "--data-dir", str(data)]) == 0
+    capsys.readouterr()
+    assert main(["sql", "--data-dir", str(data), "--format", "json",
+                 "select (select count(*) from unique_images) as u, (select count(*) from annotations) as a, "
+                 "(select sum(n) from emotion8_stats) as n, (select count(*) from annotation_rejects) as r, "
+                 "(select count(*) from downloaded_images) as d"]) == 0
+    assert json.loads(capsys.readouterr().out) == [{"u": 0, "a": 0, "n": 0, "r": 1, "d": 2}]
