@@ -11,7 +11,7 @@ from pathlib import Path
 
 from assets.acquisition import candidate_urls, downloaded_images, scrape_batches
 from assets.annotations import merged_annotations, raw_annotations
-from assets.dedup import unique_images
+from assets.dedup import image_hashes, unique_images
 from assets.resources import EmoforgeResource
 from ops import quality
 from ops import statuses as S
@@ -58,13 +58,23 @@ def downloads_one_status_per_candidate(context: AssetCheckExecutionContext,
 
 
 @asset_check(asset=downloaded_images, blocking=True, partitions_def=scrape_batches,
-             description="GX: every ok download has a SHA-256 and a decoded width within the limits.")
+             description="GX: every ok download has a SHA-256 and a decoded width within the limits "
+                         "(the same bytes may come from several URLs: uniqueness is checked on image_hashes).")
 def downloaded_images_within_limits(context: AssetCheckExecutionContext,
                                     emoforge: EmoforgeResource) -> AssetCheckResult:
     a = emoforge.settings.acquisition
     df = emoforge.warehouse.read_table("downloaded_images", partition=context.partition_key)
-    ok = df[df["status"] == S.OK].drop_duplicates("sha256")
-    return _result(quality.validate(ok, "downloaded_images_ok", quality.images_suite(a.min_width, a.max_width)))
+    ok = df[df["status"] == S.OK]
+    return _result(quality.validate(ok, "downloaded_images_ok",
+                                    quality.images_suite(a.min_width, a.max_width, unique=False)))
+
+
+@asset_check(asset=image_hashes, blocking=True, partitions_def=scrape_batches,
+             description="GX: one row per distinct image (unique SHA-256) with a width within the limits.")
+def image_hashes_unique(context: AssetCheckExecutionContext, emoforge: EmoforgeResource) -> AssetCheckResult:
+    a = emoforge.settings.acquisition
+    df = emoforge.warehouse.read_table("image_hashes", partition=context.partition_key)
+    return _result(quality.validate(df, "image_hashes", quality.images_suite(a.min_width, a.max_width)))
 
 
 @asset_check(asset=unique_images, blocking=True,

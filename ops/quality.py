@@ -129,18 +129,22 @@ def downloads_suite(n_candidates: int, allowed_statuses: list[str]) -> list[Any]
     ]
 
 
-def images_suite(min_width: int, max_width: int) -> list[Any]:
-    """Stored images: unique SHA-256, width within FindingEmo's exclusive limits (§2.3.1)."""
+def images_suite(min_width: int, max_width: int, unique: bool = True) -> list[Any]:
+    """Stored images: a SHA-256 each (unique in image-level tables), width within FindingEmo's
+    exclusive limits (§2.3.1)."""
     import great_expectations as gx
 
     E = gx.expectations
-    return [
+    out = [
         E.ExpectColumnValuesToNotBeNull(column="sha256"),
-        E.ExpectColumnValuesToBeUnique(column="sha256"),
         E.ExpectColumnValueLengthsToEqual(column="sha256", value=64),
+        E.ExpectColumnValuesToNotBeNull(column="width"),
         E.ExpectColumnValuesToBeBetween(column="width", min_value=min_width, max_value=max_width,
                                         strict_min=True, strict_max=True),
     ]
+    if unique:
+        out.insert(1, E.ExpectColumnValuesToBeUnique(column="sha256"))
+    return out
 
 
 def annotations_suite(scales: dict[str, tuple[float, float]], emotion24: list[str], emotion8: list[str]) -> list[Any]:

@@ -43,6 +43,7 @@ CHECKS = [
     checks.candidate_urls_valid,
     checks.downloads_one_status_per_candidate,
     checks.downloaded_images_within_limits,
+    checks.image_hashes_unique,
     checks.unique_images_valid,
     checks.annotations_valid,
     checks.merged_annotations_valid,

@@ -1,0 +1,34 @@
+"""The GX suites behind the blocking checks fail on the violations they exist for."""
+
+import pandas as pd
+
+from ops import quality
+
+
+def test_images_suite_catches_duplicates_and_widths():
+    good = pd.DataFrame({"sha256": ["a" * 64, "b" * 64], "width": [801, 1599]})
+    assert quality.validate(good, "images", quality.images_suite(800, 1600)).success
+    dup = pd.DataFrame({"sha256": ["a" * 64, "a" * 64], "width": [900, 900]})
+    out = quality.validate(dup, "images", quality.images_suite(800, 1600))
+    assert not out.success and [o.expectation for o in out.failures()] == ["expect_column_values_to_be_unique"]
+    assert quality.validate(dup, "images", quality.images_suite(800, 1600, unique=False)).success
+    edge = pd.DataFrame({"sha256": ["a" * 64, "b" * 64], "width": [800, 1600]})  # limits are exclusive
+    out = quality.validate(edge, "images", quality.images_suite(800, 1600))
+    assert not out.success and out.failures()[0].unexpected_count == 2
+
+
+def test_downloads_suite_needs_one_known_status_per_candidate():
+    df = pd.DataFrame({"candidate_id": ["c1", "c2", "c2"], "status": ["ok", "http_404", "weird"]})
+    out = quality.validate(df, "dl", quality.downloads_suite(2, ["ok", "http_404"]))
+    failed = {o.expectation for o in out.failures()}
+    assert failed == {"expect_table_row_count_to_equal", "expect_column_values_to_be_unique",
+                      "expect_column_values_to_be_in_set"}
+    assert "dl:" in out.describe()
+
+
+def test_merged_suite_checks_vote_sums():
+    df = pd.DataFrame({"image_id": ["i1", "i2"], "taxonomy": ["t", "t"], "n_annotators": [3, 2],
+                       "emotion8_n_votes": [3, 3], "emotion8__vote_sum": [3, 2]})
+    out = quality.validate(df, "m", quality.merged_suite(["emotion8"]))
+    assert {o.expectation for o in out.failures()} == {"expect_column_pair_values_to_be_equal",
+                                                        "expect_column_pair_values_a_to_be_greater_than_b"}
