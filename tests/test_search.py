@@ -74,3 +74,35 @@ def test_http_json_search_and_failed_queries_are_logged(httpserver):
     assert hits.groupby("query").size().to_dict() == {"Happy people war": 3, "empty": 3}
     assert hits["rank"].tolist()[:3] == [1, 2, 3]
     assert hits["reported_width"].iloc[0] == 1024
+
+
+def test_ddgs_provider_maps_results_and_records_failures(monkeypatch):
+    """DdgsSearch calls ddgs.DDGS().images with the configured options (no network: DDGS is replaced)."""
+    import ddgs
+    from ddgs.exceptions import RatelimitException
+
+    from ops.search import DdgsSearch
+
+    calls = []
+
+    class FakeDDGS:
+        def __init__(self, timeout=None):
+            self.timeout = timeout
+
+        def images(self, query, **kw):
+            calls.append((query, kw))
+            if query == "rate limited":
+                raise RatelimitException("202 Ratelimit")
+            return [{"title": "t", "image": f"https://img.example/{i}.jpg", "thumbnail": "x", "url": "https://page",
+                     "height": "768", "width": "1024", "source": "Bing"} for i in range(kw["max_results"] + 2)]
+
+    monkeypatch.setattr(ddgs, "DDGS", FakeDDGS)
+    p = DdgsSearch(region="uk-en", safesearch="off", backend="duckduckgo")
+    queries = pd.DataFrame({"query_id": ["a", "b"], "query": ["Happy people war", "rate limited"]})
+    hits, log = run_searches(p, queries, max_results=3)
+    assert calls[0] == ("Happy people war", {"region": "uk-en", "safesearch": "off", "max_results": 3,
+                                             "backend": "duckduckgo"})
+    assert len(hits) == 3 and hits["rank"].tolist() == [1, 2, 3]
+    assert hits["reported_width"].tolist() == [1024] * 3 and hits["source_page"].iloc[0] == "https://page"
+    assert log.set_index("query")["status"].to_dict() == {"Happy people war": "ok", "rate limited": "error"}
+    assert "Ratelimit" in log.set_index("query").loc["rate limited", "error"]
