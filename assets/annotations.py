@@ -29,13 +29,18 @@ def _base_dir(emo: EmoforgeResource) -> Path | None:
     return Path(emo.config_path).resolve().parent if emo.config_path else None
 
 
-def _png_md(fig, title: str) -> MetadataValue:
+def _png_md(fig, title: str, path: Path) -> MetadataValue:
+    """The figure inline in the UI (markdown with a data: URI) and as a PNG file under exports/."""
+    from warehouse.store import atomic_write_bytes
+
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=80, bbox_inches="tight")
     import matplotlib.pyplot as plt
 
     plt.close(fig)
-    return MetadataValue.md(f"**{title}**\n\n![{title}](data:image/png;base64,{base64.b64encode(buf.getvalue()).decode()})")
+    atomic_write_bytes(path, buf.getvalue())
+    return MetadataValue.md(f"**{title}** (`{path}`)\n\n"
+                            f"![{title}](data:image/png;base64,{base64.b64encode(buf.getvalue()).decode()})")
 
 
 def _link_to_acquired(wh, ann: pd.DataFrame) -> pd.DataFrame:
@@ -161,14 +166,14 @@ def annotation_stats(context: AssetExecutionContext, emoforge: EmoforgeResource)
     ax.set_ylabel("kept annotations")
     ax.set_title("Emo8 distribution")
     ax.tick_params(axis="x", rotation=45)
-    emo_plot = _png_md(fig, "Emo8 distribution")
+    emo_plot = _png_md(fig, "Emo8 distribution", wh.export_path("emotion8_distribution.png"))
     fig, ax = plt.subplots(figsize=(4.5, 4))
     vcol, acol, ncol = va.columns[0], va.columns[1], va.columns[-1]
     ax.scatter(va[vcol], va[acol], s=va[ncol] / max(1, va[ncol].max()) * 900, alpha=0.6, color="#dd8452")
     ax.set_xlabel("valence")
     ax.set_ylabel("arousal")
     ax.set_title("(valence, arousal) co-occurrence")
-    va_plot = _png_md(fig, "V/A co-occurrence")
+    va_plot = _png_md(fig, "V/A co-occurrence", wh.export_path("va_cooccurrence.png"))
     return MaterializeResult(metadata={
         "views": MetadataValue.json(list(stats.VIEWS)),
         "emotion8_stats": md_table(e8, max_rows=8),
