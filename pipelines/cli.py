@@ -319,8 +319,8 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--demo", action="store_true", help="the embedded demo: generated corpus on a local server")
     b.add_argument("--rebuild", action="store_true", help="rebuild scrape batches already materialized")
     b.add_argument("--max-batches", type=int, default=None, help="build at most the first N planned batches")
-    b.add_argument("--log-level", default="WARNING", choices=["DEBUG", "INFO", "WARNING", "ERROR"],
-                   help="Dagster log level on the console (default WARNING)")
+    b.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+                   help="Dagster log level on the console (default INFO: progress and warnings)")
     b.set_defaults(func=cmd_build)
     s = sub.add_parser("sql", help="run SQL on the warehouse (read-only)")
     s.add_argument("--data-dir", help="data directory (default: $EMOFORGE_HOME or ./data)")
