@@ -501,12 +501,12 @@ def write_markdown(started: dt.datetime, note: str, runs: dict, total: float) ->
             lines.append(f"| {STAGE_TITLES[st]} | {y['wall'] / x['wall']:.1f} | {y['cpu'] / x['cpu']:.1f} | "
                          f"{y['peak_rss_mb'] / x['peak_rss_mb']:.1f} | {dy / dx if dx > 0 else float('nan'):.1f} |")
         lines.append("")
-    lines += ["## Reading", "", "READING_PLACEHOLDER", ""]
+    lines += ["## Reading", "", "READING_TEXT", ""]
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     old = RESULTS.read_text() if RESULTS.exists() else ""
     text = "\n".join(lines)
     if "## Reading" in old:  # keep the hand-written reading of an earlier run
-        text = text.replace("READING_PLACEHOLDER", old.split("## Reading", 1)[1].strip())
+        text = text.replace("READING_TEXT", old.split("## Reading", 1)[1].strip())
     RESULTS.write_text(text + ("\n" if not text.endswith("\n") else ""))
 
 

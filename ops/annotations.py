@@ -57,9 +57,11 @@ Conventions of FindingEmo's .ann export (checked on FindingEmo-Light's 25,869 an
 from __future__ import annotations
 
 import csv
+import gc
 import io
 import json
 import re
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from importlib import resources
@@ -359,6 +361,12 @@ def _labels(tax: Taxonomy, raw: Any, field: str, problems: list, label_map: Mapp
     return out
 
 
+def _labels_tuple(raw: Any, tax: Taxonomy, field: str, problems: list, label_map: Mapping[str, str] | None = None) -> tuple:
+    """:func:`_labels` as (emotion, emotion24, emotion8)."""
+    d = _labels(tax, raw, field, problems, label_map)
+    return d["emotion"], d["emotion24"], d["emotion8"]
+
+
 def _finish(coll: _Collector, item_columns: Sequence[str] = ()) -> IngestResult:
     """Rows and rejects of one file -> IngestResult in the CONTRACT ``annotations`` schema (DESIGN.md)."""
     rows = coll.rows
@@ -452,8 +460,8 @@ def _csv_records(path: Path, delimiter: str | None = None) -> tuple[list[str], I
             for rec in reader:
                 start = prev + 1
                 prev = reader.line_num
-                if not rec or all(not x.strip() for x in rec):
-                    continue  # blank line
+                if not rec or (not rec[0].strip() and all(not x.strip() for x in rec)):
+                    continue  # blank line (first field tested alone: the common case, cheaply)
                 yield start, rec
         except (csv.Error, UnicodeDecodeError) as e:
             raise AnnotationSourceError(path, f"unreadable near line {prev + 1}: {e}") from e
@@ -463,8 +471,9 @@ def _csv_records(path: Path, delimiter: str | None = None) -> tuple[list[str], I
     return header, gen()
 
 
-def _table_records(path: Path, delimiter: str | None = None) -> tuple[list[str], Iterator[tuple[int, dict]]]:
-    """(columns, iterator of (line, row dict)) for CSV/TSV or Parquet files."""
+def _table_source(path: Path, delimiter: str | None = None) -> tuple[list[str], Iterator[tuple[int, Any]], bool]:
+    """(columns, iterator of (line, record), is_csv): CSV/TSV records are raw field lists, Parquet
+    records row dicts; raises AnnotationSourceError."""
     path = Path(path)
     if not path.exists():
         raise AnnotationSourceError(path, "file not found")
@@ -475,8 +484,16 @@ def _table_records(path: Path, delimiter: str | None = None) -> tuple[list[str],
             raise AnnotationSourceError(path, f"unreadable Parquet: {e}") from e
         cols = [str(c) for c in df.columns]
         recs = df.to_dict("records")
-        return cols, ((i + 1, r) for i, r in enumerate(recs))
+        return cols, ((i + 1, r) for i, r in enumerate(recs)), False
     header, recs = _csv_records(path, delimiter)
+    return header, recs, True
+
+
+def _table_records(path: Path, delimiter: str | None = None) -> tuple[list[str], Iterator[tuple[int, dict]]]:
+    """(columns, iterator of (line, row dict)) for CSV/TSV or Parquet files."""
+    header, recs, is_csv = _table_source(path, delimiter)
+    if not is_csv:
+        return header, recs
 
     def gen() -> Iterator[tuple[int, dict]]:
         for line, rec in recs:
@@ -496,39 +513,193 @@ def _require(path: Path, columns: Sequence[str], needed: Iterable[str]) -> None:
             raise AnnotationSourceError(path, f"missing column (the file has: {', '.join(columns)})", column=c)
 
 
-class _Memo:
-    """Parse each distinct raw value of a field once (exports repeat few distinct values)."""
-
-    def __init__(self, fn, *args):
-        self.fn, self.args, self.cache = fn, args, {}
-
-    def __call__(self, raw: Any, problems: list):
-        key = raw if isinstance(raw, (str, int, float, type(None))) else None
-        hit = self.cache.get(key) if key is not None else None
-        if hit is None:
-            local: list = []
-            value = self.fn(raw, *self.args, local)
-            hit = (value, tuple(local))
-            if key is not None:
-                self.cache[key] = hit
-        value, probs = hit
-        problems.extend(probs)
-        return list(value) if isinstance(value, list) else value
+# ---- column-wise parsing (the readers' engine) -----------------------------------------------------
+#
+# The readers parse column by column rather than row by row: each distinct raw value of a field is
+# parsed once (exports repeat few distinct labels, numbers and age-group lists), its value and
+# problems are then mapped onto the rows. Row and reject order, values and problems are those of a
+# row-by-row reading: per row, problems in field order; rejects in line order.
 
 
-def _emit(coll: _Collector, line: int, row: dict, problems: list, seen: dict) -> None:
-    """Add a validated row, or its problems as rejects; duplicates (image, annotator) rejected."""
-    img, ann = row.get("image_id"), row.get("annotator_id")
-    if problems:
-        for field, value, reason in problems:
-            coll.reject(line, field, value, reason, img, ann)
-        return
-    key = (img, ann)
-    if key in seen:
-        coll.reject(line, "annotator_id", ann, R_DUPLICATE + f" (first at line {seen[key]})", img, ann)
-        return
-    seen[key] = line
-    coll.rows.append(row)
+@contextmanager
+def _gc_paused() -> Iterator[None]:
+    """Cyclic GC off while a reader creates millions of small, acyclic objects (it cost ~30 % of
+    ingest time at 1M rows); restored afterwards (left off if it was off)."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def _collect_columns(header: Sequence[str], recs: Iterator[tuple[int, Any]], is_csv: bool,
+                     needed: Iterable[str]) -> tuple[list[int], dict[str, Sequence], list[tuple[int, int]]]:
+    """Records of :func:`_table_source` -> (lines, {column: raw values}, [(line, number of fields)]
+    of rows with the wrong number of fields). A repeated CSV header name reads its last column."""
+    lines: list[int] = []
+    bad: list[tuple[int, int]] = []
+    needed = list(dict.fromkeys(needed))
+    if is_csv:
+        n = len(header)
+        good: list[list[str]] = []
+        add_line, add_rec = lines.append, good.append
+        for line, rec in recs:
+            if len(rec) == n:
+                add_line(line)
+                add_rec(rec)
+            else:
+                bad.append((line, len(rec)))
+        pos = {h: i for i, h in enumerate(header)}
+        if not good:
+            return lines, {c: [] for c in needed}, bad
+        transposed = list(zip(*good))
+        del good
+        return lines, {c: transposed[pos[c]] for c in needed}, bad
+    rows: list[dict] = []
+    for line, rec in recs:
+        if "__bad__" in rec:
+            bad.append((line, rec["__bad__"]))
+            continue
+        lines.append(line)
+        rows.append(rec)
+    return lines, {c: [r[c] for r in rows] for c in needed}, bad
+
+
+def _parser(fn, *args, **kwargs):
+    """``fn(raw, *args, problems, **kwargs)`` as ``raw -> (value, tuple of problems)``."""
+    def one(raw: Any) -> tuple[Any, tuple]:
+        local: list = []
+        value = fn(raw, *args, local, **kwargs)
+        return value, tuple(local)
+    return one
+
+
+def _map_column(values: Sequence, one, all_str: bool = False, fast=None) -> tuple[list, list[tuple[int, tuple]]]:
+    """``one(raw) -> (value, problems)`` over a column, once per distinct string (other raw values,
+    e.g. Parquet numbers or lists, parsed each time): (values, [(row, problems)]). ``fast``:
+    optional ``distinct strings -> {string: value}`` for the strings it reads without problems
+    exactly as ``one`` would (the others go through ``one``)."""
+    if all_str or all(type(v) is str for v in values):
+        distinct = dict.fromkeys(values)
+        known = fast(distinct) if fast is not None else {}
+        parsed = {u: one(u) for u in distinct if u not in known} if known else {u: one(u) for u in distinct}
+        known.update({u: r[0] for u, r in parsed.items()})
+        out = list(map(known.__getitem__, values))
+        bad = {u: r[1] for u, r in parsed.items() if r[1]}
+        if not bad:
+            return out, []
+        return out, [(i, bad[v]) for i, v in enumerate(values) if v in bad]
+    cache: dict[str, tuple] = {}
+    out, probs = [], []
+    for i, v in enumerate(values):
+        if type(v) is str:
+            r = cache.get(v)
+            if r is None:
+                r = cache[v] = one(v)
+        else:
+            r = one(v)
+        out.append(r[0])
+        if r[1]:
+            probs.append((i, r[1]))
+    return out, probs
+
+
+def _iso_datetimes(fillers: Sequence[str]):
+    """``fast`` reader of :func:`_map_column` for :func:`_parse_datetime`: a naive ISO string with
+    nothing to strip, not a fill-in stamp, read as the ``datetime`` itself rather than a
+    ``pd.Timestamp`` of it (the same ``annotated_at`` once the column is typed, without the
+    Timestamp's cost: timestamps are mostly distinct values). "Not given" words are no ISO dates."""
+    def fast(distinct: Iterable[str]) -> dict:
+        fromiso = datetime.fromisoformat
+        out = {}
+        for u in distinct:
+            try:
+                d = fromiso(u)
+            except Exception:  # left to _parse_datetime, which reads it (or raises) as before
+                continue
+            if d.tzinfo is None and u not in fillers:
+                out[u] = d
+        return out
+    return fast
+
+
+class _Problems:
+    """Per-row problems (field, raw value, reason), added field by field in the row-wise order."""
+
+    def __init__(self) -> None:
+        self.rows: dict[int, list] = {}
+
+    def add(self, probs: list[tuple[int, tuple]]) -> None:
+        rows = self.rows
+        for i, p in probs:
+            rows.setdefault(i, []).extend(p)
+
+
+def _finish_columns(file: str, lines: list[int], bad: list[tuple[int, int]], problems: _Problems,
+                    columns: dict[str, Any], item_columns: Sequence[str] = ()) -> IngestResult:
+    """Column-wise :func:`_emit` + :func:`_finish`: a row with problems gives its reject rows, a
+    repeated (image_id, annotator_id) among the remaining rows is a duplicate reject (the first
+    wins), the other rows are the annotations. ``columns``: output column -> per-row list, or a
+    constant (:class:`_Const`)."""
+    n = len(lines)
+    coll = _Collector(file)
+    for line, nfields in bad:
+        coll.reject(line, "*", nfields, R_SHORT_ROW)
+    imgs = _column_values(columns.get("image_id", _Const(None)), n)
+    anns = _column_values(columns.get("annotator_id", _Const(None)), n)
+    probs = problems.rows
+    for i, ps in probs.items():
+        for field, value, reason in ps:
+            coll.reject(lines[i], field, value, reason, imgs[i], anns[i])
+    good: Sequence[int] = [i for i in range(n) if i not in probs] if probs else range(n)
+    keys = list(zip(imgs, anns)) if not probs else [(imgs[i], anns[i]) for i in good]
+    first = dict(zip(reversed(keys), reversed(good)))  # key -> its first row
+    if len(first) < len(keys):
+        kept = []
+        for k, i in zip(keys, good):
+            f = first[k]
+            if f != i:
+                coll.reject(lines[i], "annotator_id", anns[i], R_DUPLICATE + f" (first at line {lines[f]})", imgs[i], anns[i])
+            else:
+                kept.append(i)
+        good = kept
+    coll.rejects.sort(key=lambda r: r["line"])  # stable: a row's rejects stay in field order
+    names = list(ANNOTATION_COLUMNS) + [c for c in item_columns if c not in ANNOTATION_COLUMNS]
+    m = len(good)
+    if m == 0:
+        df = pd.DataFrame([], columns=names)
+    else:
+        subset = m < n
+        data = {}
+        for c in names:
+            v = columns.get(c, _Const(None))
+            if isinstance(v, _Const):
+                data[c] = [v.value] * m
+            elif subset:
+                data[c] = list(map(v.__getitem__, good))
+            else:
+                data[c] = v if isinstance(v, list) else list(v)
+        df = pd.DataFrame(data, columns=names)
+    df = _coerce(df)
+    rej = pd.DataFrame(coll.rejects, columns=list(REJECT_COLUMNS))
+    rej["line"] = rej["line"].astype("int64")
+    return IngestResult(df, rej)
+
+
+class _Const:
+    """The same value on every row (an output column of :func:`_finish_columns`)."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+
+def _column_values(v: Any, n: int) -> Sequence:
+    """A per-row list, or a :class:`_Const` repeated n times."""
+    return [v.value] * n if isinstance(v, _Const) else v
 
 
 # ---- FindingEmo .ann (FindingEmo §2.1, §2.3.2) ---------------------------------------------------
@@ -555,56 +726,60 @@ def read_findingemo_ann(
     tax = get_taxonomy("plutchik24")
     reject_set = {t.casefold() for t in reject_tags}
     words = list(emotion_words) if emotion_words is not None else _default_emotion_words()
-    header, recs = _table_records(path)
+    header, recs, is_csv = _table_source(path)
     _require(path, header, FINDINGEMO_COLUMNS)
     keep_col = "keep" if "keep" in header else ("reject" if "reject" in header else None)
-    coll = _Collector(str(path))
-    seen: dict = {}
-    query_cache: dict[str, tuple[str | None, str | None]] = {}
-    p_val = _Memo(_parse_number, "valence", scales.get("valence"), True)
-    p_aro = _Memo(_parse_number, "arousal", scales.get("arousal"), True)
-    p_amb = _Memo(_parse_number, "ambiguity", scales.get("ambiguity"), True)
-    p_tags = _Memo(_parse_list, "tags", FINDINGEMO_TAGS if strict_vocab else None, ",")
-    p_age = _Memo(_parse_list, "age", FINDINGEMO_AGE_GROUPS if strict_vocab else None, ",")
-    p_dec = _Memo(_parse_list, "dec_factors", FINDINGEMO_DECIDING_FACTORS if strict_vocab else None, ",")
-    p_lab = _Memo(lambda raw, f, probs: _labels(tax, raw, f, probs), "emotion")
-    for line, rec in recs:
-        if "__bad__" in rec:
-            coll.reject(line, "*", rec["__bad__"], R_SHORT_ROW)
-            continue
-        problems: list = []
-        ann = (rec["user"] or "").strip()
-        raw_path = (rec["image_path"] or "").strip()
-        img = normalize_image_path(raw_path)
-        if not ann:
-            problems.append(("user", rec["user"], R_EMPTY_ANNOTATOR))
-        if not img:
-            problems.append(("image_path", rec["image_path"], R_EMPTY_IMAGE))
-        tags = p_tags(rec["tags"], problems)
+    with _gc_paused():
+        lines, raw, bad = _collect_columns(header, recs, is_csv, list(FINDINGEMO_COLUMNS) + ([keep_col] if keep_col else []))
+        problems = _Problems()
+
+        def col(name: str, one, fast=None) -> list:
+            values, probs = _map_column(raw[name], one, is_csv, fast)
+            problems.add(probs)
+            return values
+
+        def user(v: Any) -> tuple[str, tuple]:
+            ann = (v or "").strip()
+            return ann, (() if ann else (("user", v, R_EMPTY_ANNOTATOR),))
+
+        def image(v: Any) -> tuple[tuple[str, str, str | None], tuple]:
+            raw_path = (v or "").strip()
+            img = normalize_image_path(raw_path)
+            return (img, raw_path, query_of_path(raw_path)), (() if img else (("image_path", v, R_EMPTY_IMAGE),))
+
+        def tags_keep(v: Any, problems: list) -> tuple[list[str], bool]:
+            tags = _parse_list(v, "tags", FINDINGEMO_TAGS if strict_vocab else None, ",", problems)
+            return tags, not any(t.casefold() in reject_set for t in tags)
+
+        anns = col("user", user)
+        images = col("image_path", image)
+        tags_k = col("tags", _parser(tags_keep))
         if keep_col:
-            keep = _parse_keep(rec[keep_col], keep_col, problems, invert=(keep_col == "reject"))
+            keep = col(keep_col, _parser(_parse_keep, keep_col, invert=(keep_col == "reject")))
         else:
-            keep = not any(t.casefold() in reject_set for t in tags)
-        row = {
-            "image_id": img, "annotator_id": ann, "source": source, "keep": keep,
-            "valence": p_val(rec["valence"], problems),
-            "arousal": p_aro(rec["arousal"], problems),
-            "ambiguity": p_amb(rec["ambiguity"], problems),
-            "age_groups": p_age(rec["age"], problems),
-            "deciding_factors": p_dec(rec["dec_factors"], problems),
-            "tags": tags,
-            "annotated_at": _parse_datetime(rec["datetime"], "datetime", filler_datetimes, problems),
-            "taxonomy": tax.name, "image_path": raw_path,
-            "source_file": str(path), "source_line": line, "source_index": (rec["index"] or "").strip() or None,
-            "synthetic_annotator": False,
+            keep = [k for _, k in tags_k]
+        columns: dict[str, Any] = {
+            "image_id": [x[0] for x in images], "annotator_id": anns, "source": _Const(source), "keep": keep,
+            "valence": col("valence", _parser(_parse_number, "valence", scales.get("valence"), True)),
+            "arousal": col("arousal", _parser(_parse_number, "arousal", scales.get("arousal"), True)),
+            "ambiguity": col("ambiguity", _parser(_parse_number, "ambiguity", scales.get("ambiguity"), True)),
+            "age_groups": col("age", _parser(_parse_list, "age", FINDINGEMO_AGE_GROUPS if strict_vocab else None, ",")),
+            "deciding_factors": col("dec_factors", _parser(_parse_list, "dec_factors", FINDINGEMO_DECIDING_FACTORS if strict_vocab else None, ",")),
+            "tags": [t for t, _ in tags_k],
+            "annotated_at": col("datetime", _parser(_parse_datetime, "datetime", filler_datetimes), _iso_datetimes(filler_datetimes)),
+            "taxonomy": _Const(tax.name), "image_path": [x[1] for x in images],
+            "source_file": _Const(str(path)), "source_line": lines,
+            "source_index": _map_column(raw["index"], lambda v: ((v or "").strip() or None, ()), is_csv)[0],
+            "synthetic_annotator": _Const(False),
         }
-        row.update(p_lab(rec["emotion"], problems))
-        q = query_of_path(raw_path)
-        if q not in query_cache:
-            query_cache[q] = query_emotion_word(q, words)
-        row["query"], row["query_emotion"] = q, query_cache[q]
-        _emit(coll, line, row, problems, seen)
-    return _finish(coll)
+        labels = col("emotion", _parser(_labels_tuple, tax, "emotion"))
+        for j, c in enumerate(("emotion", "emotion24", "emotion8")):
+            columns[c] = [x[j] for x in labels]
+        queries = [x[2] for x in images]
+        qe = {q: query_emotion_word(q, words) for q in dict.fromkeys(queries)}
+        columns["query"], columns["query_emotion"] = queries, list(map(qe.__getitem__, queries))
+        raw.clear()  # the raw strings: parsed values share one object per distinct value
+        return _finish_columns(str(path), lines, bad, problems, columns)
 
 
 # ---- long format: one row per item x annotator ---------------------------------------------------
@@ -649,58 +824,82 @@ def read_long(
     vocab = dict(vocab or {})
     source = source or path.stem
     words = list(emotion_words) if emotion_words is not None else _default_emotion_words()
-    header, recs = _table_records(path, delimiter)
+    header, recs, is_csv = _table_source(path, delimiter)
     _require(path, header, list(mapping.values()) + list(items.values()))
-    coll = _Collector(str(path))
-    seen: dict = {}
     m = mapping
-    for line, rec in recs:
-        if "__bad__" in rec:
-            coll.reject(line, "*", rec["__bad__"], R_SHORT_ROW)
-            continue
-        problems: list = []
-        img = "" if _is_undefined(rec[m["image_id"]]) else str(rec[m["image_id"]]).strip()
-        ann = "" if _is_undefined(rec[m["annotator_id"]]) else str(rec[m["annotator_id"]]).strip()
-        if not img:
-            problems.append((m["image_id"], rec[m["image_id"]], R_EMPTY_IMAGE))
-        if not ann:
-            problems.append((m["annotator_id"], rec[m["annotator_id"]], R_EMPTY_ANNOTATOR))
-        keep = default_keep
-        if "keep" in m:
-            keep = _parse_keep(rec[m["keep"]], m["keep"], problems)
+    with _gc_paused():
+        lines, raw, bad = _collect_columns(header, recs, is_csv, list(m.values()) + list(items.values()))
+        n = len(lines)
+        problems = _Problems()
 
-        def num(f: str) -> float | None:
-            return _parse_number(rec[m[f]], m[f], scales.get(f), integer_scales, problems) if f in m else None
+        def col(f: str, one, default: Any = None, fast=None) -> Any:
+            """Field f parsed per row (problems recorded), or ``default`` on every row if not mapped."""
+            if f not in m:
+                return _Const(default)
+            values, probs = _map_column(raw[m[f]], one, is_csv, fast)
+            problems.add(probs)
+            return values
 
-        def lst(f: str) -> list[str]:
-            return _parse_list(rec[m[f]], m[f], vocab.get(f), list_sep, problems) if f in m else []
+        def ident(f: str, reason: str):
+            field = m[f]
 
-        def txt(f: str) -> str | None:
-            if f not in m or _is_undefined(rec[m[f]]):
-                return None
-            return str(rec[m[f]]).strip()
+            def one(v: Any) -> tuple[str, tuple]:
+                s = "" if _is_undefined(v) else str(v).strip()
+                return s, (() if s else ((field, v, reason),))
+            return one
 
-        image_path = txt("image_path")
-        query = txt("query") or (query_of_path(image_path) if image_path else None)
-        row = {
-            "image_id": img, "annotator_id": ann, "source": source, "keep": keep,
+        def txt(v: Any) -> tuple[str | None, tuple]:
+            return (None if _is_undefined(v) else str(v).strip()), ()
+
+        def num(f: str):
+            return col(f, _parser(_parse_number, m.get(f), scales.get(f), integer_scales))
+
+        def lst(f: str):
+            return col(f, _parser(_parse_list, m.get(f), vocab.get(f), list_sep), ())
+
+        columns: dict[str, Any] = {
+            "image_id": col("image_id", ident("image_id", R_EMPTY_IMAGE)),
+            "annotator_id": col("annotator_id", ident("annotator_id", R_EMPTY_ANNOTATOR)),
+            "source": _Const(source),
+            "keep": col("keep", _parser(_parse_keep, m.get("keep")), default_keep),
+        }
+        columns.update({
             "valence": num("valence"), "arousal": num("arousal"), "ambiguity": num("ambiguity"),
             "age_groups": lst("age_groups"), "deciding_factors": lst("deciding_factors"), "tags": lst("tags"),
-            "annotated_at": _parse_datetime(rec[m["annotated_at"]], m["annotated_at"], (), problems) if "annotated_at" in m else None,
-            "taxonomy": tax.name, "image_path": image_path, "query": query,
-            "query_emotion": txt("query_emotion") or query_emotion_word(query, words),
-            "source_file": str(path), "source_line": line, "source_index": None, "synthetic_annotator": False,
-        }
-        row.update(_labels(tax, rec[m["emotion"]], m["emotion"], problems, label_map) if "emotion" in m else {"emotion": None, "emotion24": None, "emotion8": None})
-        for out, col in items.items():
-            v = rec[col]
-            row[out] = None if _is_undefined(v) else v
-        _emit(coll, line, row, problems, seen)
-    return _finish(coll, list(items))
+            "annotated_at": col("annotated_at", _parser(_parse_datetime, m.get("annotated_at"), ()), fast=_iso_datetimes(())),
+            "taxonomy": _Const(tax.name), "source_file": _Const(str(path)), "source_line": lines,
+            "source_index": _Const(None), "synthetic_annotator": _Const(False),
+        })
+        image_path = col("image_path", txt)
+        query = col("query", txt)
+        if not isinstance(image_path, _Const) or not isinstance(query, _Const):
+            image_path_l, query_l = _column_values(image_path, n), _column_values(query, n)
+            qop = {p: query_of_path(p) for p in dict.fromkeys(image_path_l) if p}
+            query = [q or (qop[p] if p else None) for q, p in zip(query_l, image_path_l)]
+        if isinstance(query, _Const):  # None on every row
+            qe = _Const(query_emotion_word(None, words))
+        else:
+            qew = {q: query_emotion_word(q, words) for q in dict.fromkeys(query)}
+            qe = list(map(qew.__getitem__, query))
+        query_emotion = col("query_emotion", txt)
+        if not isinstance(query_emotion, _Const):
+            qe = [a or b for a, b in zip(query_emotion, _column_values(qe, n))]
+        columns.update({"image_path": image_path, "query": query, "query_emotion": qe})
+        labels = col("emotion", _parser(_labels_tuple, tax, m.get("emotion"), label_map=label_map))
+        if isinstance(labels, _Const):
+            columns.update({"emotion": _Const(None), "emotion24": _Const(None), "emotion8": _Const(None)})
+        else:
+            for j, c in enumerate(("emotion", "emotion24", "emotion8")):
+                columns[c] = [x[j] for x in labels]
+        for out, c in items.items():
+            columns[out] = _map_column(raw[c], lambda v: ((None if _is_undefined(v) else v), ()), is_csv)[0]
+        raw.clear()  # the raw strings: parsed values share one object per distinct value
+        return _finish_columns(str(path), lines, bad, problems, columns, list(items))
 
 
 # ---- vote-count format: one row per item, one count column per label -----------------------------
 
+@_gc_paused()
 def read_vote_counts(
     path: str | Path,
     label_columns: Sequence[str] | Mapping[str, str],
@@ -748,6 +947,7 @@ def read_vote_counts(
     words = list(emotion_words) if emotion_words is not None else _default_emotion_words()
     coll = _Collector(str(path))
     seen_items: dict[str, int] = {}
+    label_cols = {lab: _labels(tax, lab, "label", []) for lab in tax.all_labels}  # the same for every vote
     for line, rec in recs:
         if "__bad__" in rec:
             coll.reject(line, "*", rec["__bad__"], R_SHORT_ROW)
@@ -800,7 +1000,7 @@ def read_vote_counts(
                     "source_file": str(path), "source_line": line, "source_index": None,
                     "synthetic_annotator": True,
                 }
-                row.update(_labels(tax, lab, "label", []))
+                row.update(label_cols[lab])
                 row.update(extra)
                 coll.rows.append(row)
     return _finish(coll, item_columns)
