@@ -44,17 +44,29 @@ def _png_md(fig, title: str, path: Path) -> MetadataValue:
 
 
 def _link_to_acquired(wh, ann: pd.DataFrame) -> pd.DataFrame:
-    """Link annotations to acquired images: FindingEmo paths are the URL-list provider's item ids."""
+    """Link annotations to acquired images: FindingEmo paths are the URL-list provider's item ids, and
+    an image id or path that is a URL matches the candidate with the same normalized URL."""
+    from ops.candidates import normalize_url
+
     ann = ann.copy()
     ann["sha256"] = pd.Series(pd.NA, index=ann.index, dtype="string")
     ann["url"] = pd.Series(pd.NA, index=ann.index, dtype="string")
-    if wh.has_table("downloaded_images"):
-        dl = wh.read_table("downloaded_images", columns=["item_id", "status", "sha256", "url"])
-        dl = dl[dl["item_id"].notna()]
-        ok = dl[dl["status"] == "ok"].drop_duplicates("item_id").set_index("item_id")
-        anyurl = dl.drop_duplicates("item_id").set_index("item_id")
-        ann["sha256"] = ann["image_id"].map(ok["sha256"]).astype("string")
-        ann["url"] = ann["image_id"].map(anyurl["url"]).astype("string")
+    if not wh.has_table("downloaded_images") or ann.empty:
+        return ann
+    dl = wh.read_table("downloaded_images", columns=["item_id", "normalized_url", "status", "sha256", "url"])
+    ok = dl[dl["status"] == "ok"]
+    by_item = ok[ok["item_id"].notna()].drop_duplicates("item_id").set_index("item_id")
+    by_url = ok[ok["normalized_url"].notna()].drop_duplicates("normalized_url").set_index("normalized_url")
+    any_item = dl[dl["item_id"].notna()].drop_duplicates("item_id").set_index("item_id")
+    sha = ann["image_id"].map(by_item["sha256"])
+    url = ann["image_id"].map(any_item["url"])
+    for col in ("image_id", "image_path"):
+        if col in ann:
+            norm = ann[col].map(lambda v: normalize_url(v) if isinstance(v, str) and "://" in v else None)
+            sha = sha.fillna(norm.map(by_url["sha256"]))
+            url = url.fillna(norm.map(by_url["url"]))
+    ann["sha256"] = sha.astype("string")
+    ann["url"] = url.astype("string")
     return ann
 
 

@@ -48,10 +48,15 @@ def test_url_list_backups_batches_and_annotation_links(httpserver, tmp_path, mon
     rows = [f'{i},user{i % 2},{p},Undefined,Adults,1,3,Joy,FacialExpression,1,2023-10-0{i + 1} 10:00:00.000000\n'
             for i, p in enumerate(paths + ["/Run_2/Sad adults home/never-listed.jpg"])]
     (tmp_path / "ann.ann").write_text(header + "".join(rows))
+    # a long-format export that names images by URL (linked through the normalized URL)
+    (tmp_path / "by_url.csv").write_text(f"image,worker,label\n{u('/img1.jpg').replace('http://', 'HTTP://')}#frag"
+                                         f",w9,Joy\n{u('/elsewhere.jpg')},w9,Joy\n")
     cfg = {
         "acquisition": {"provider": {"kind": "url_list", "url_list": {"path": "urls.json", "items_per_batch": 3}},
                         "download": {"allow_hosts": ["127.0.0.1"], "retries": 0, "per_host": 4}},
-        "annotations": {"sources": [{"kind": "findingemo", "path": "ann.ann"}]},
+        "annotations": {"sources": [{"kind": "findingemo", "path": "ann.ann"},
+                                    {"kind": "long", "path": "by_url.csv", "mapping": {
+                                        "image_id": "image", "annotator_id": "worker", "emotion": "label"}}]},
     }
     (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
     data = tmp_path / "data"
@@ -68,8 +73,10 @@ def test_url_list_backups_batches_and_annotation_links(httpserver, tmp_path, mon
     assert dl[paths[0]]["url_download"].endswith("/img0.jpg")
     assert dl[paths[3]]["status"] == "http_404"
     assert {dl[p]["status"] for p in paths[1:3]} == {"ok"}
-    ann = {r["image_id"]: r["sha256"] for r in sql("select image_id, sha256 from annotations")}
+    ann = {r["image_id"]: r["sha256"] for r in sql("select image_id, sha256 from annotations where source = 'findingemo'")}
     assert len(ann) == 5
+    by_url = [r["sha256"] for r in sql("select sha256 from annotations where source = 'by_url' order by source_line")]
+    assert by_url == [dl[paths[1]]["sha256"], None]
     assert ann[paths[0]] == dl[paths[0]]["sha256"] and ann[paths[2]] == dl[paths[2]]["sha256"]
     assert ann[paths[3]] is None and ann["/Run_2/Sad adults home/never-listed.jpg"] is None
     assert sql("select count(*) as n from unique_images")[0]["n"] == 3
