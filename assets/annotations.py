@@ -209,7 +209,8 @@ def annotation_queue(context: AssetExecutionContext, emoforge: EmoforgeResource)
     ann = wh.read_table("annotations", columns=["image_id", "annotator_id"])
     if wh.has_table("unique_images"):
         u = wh.read_table("unique_images", columns=["sha256", "item_id"])
-        pool = u["item_id"].where(u["item_id"].notna(), u["sha256"]).tolist()
+        # an acquired image is known by its URL-list item id when it has one (FindingEmo paths)
+        pool = [i if isinstance(i, str) and i else s for i, s in zip(u["item_id"], u["sha256"])]
         pool_source = "unique_images"
     else:
         from assets.acquisition import url_list_spec

@@ -81,8 +81,11 @@ def test_build_groups_then_a_failing_blocking_check(clean_env, tmp_path, capsys)
     out = capsys.readouterr().out
     assert "downloaded_images" in out and "dropped:" in out and "warehouse:" in out
     assert not (data / "tables" / "unique_images.parquet").exists()
-    assert main(["build", "--config", str(cfg_path), "--data-dir", str(data), "--select", "group:dedup"]) == 0
-    assert "unique_images" in capsys.readouterr().out
+    # then everything else (dedup and the annotation group), as `make demo` does in one go
+    assert main(["build", "--config", str(cfg_path), "--data-dir", str(data)]) == 0
+    out = capsys.readouterr().out
+    assert "unique_images" in out and "annotation_queue" in out and "build succeeded" in out
+    assert (data / "exports" / "annotation_queue.csv").exists()
     assert main(["sql", "--data-dir", str(data), "--format", "json",
                  "select count(*) as n from unique_images"]) == 0
     n_unique = json.loads(capsys.readouterr().out)[0]["n"]

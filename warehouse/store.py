@@ -18,6 +18,7 @@ open it read-only.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
 import tempfile
@@ -86,6 +87,23 @@ def atomic_write_parquet(path: Path, table: pa.Table | pd.DataFrame) -> None:
         except FileNotFoundError:
             pass
         raise
+
+
+def _to_pandas(table: pa.Table) -> pd.DataFrame:
+    nulls = [i for i, f in enumerate(table.schema) if pa.types.is_null(f.type)]
+    if not nulls:
+        return table.to_pandas()
+    names = {table.schema.field(i).name for i in nulls}
+    meta = dict(table.schema.metadata or {})
+    if b"pandas" in meta:  # the stored pandas dtype of such a column would force it back to null
+        info = json.loads(meta[b"pandas"])
+        for col in info.get("columns", []):
+            if col.get("name") in names:
+                col.update({"pandas_type": "unicode", "numpy_type": "object", "metadata": None})
+        meta[b"pandas"] = json.dumps(info).encode()
+    for i in nulls:
+        table = table.set_column(i, table.schema.field(i).name, table.column(i).cast(pa.string()))
+    return table.replace_schema_metadata(meta).to_pandas()
 
 
 class BlobStore:
@@ -170,9 +188,13 @@ class Warehouse:
             yield from sorted(d.glob("*.parquet"))
 
     def read_table(self, name: str, partition: str | None = None, columns: list[str] | None = None) -> pd.DataFrame:
-        """Read a table; for a partitioned table without ``partition``, all partitions together."""
+        """Read a table; for a partitioned table without ``partition``, all partitions together.
+
+        Columns that are NULL in every row (Arrow type ``null``) are read as strings, so that
+        pandas code filling them in (``where``, ``fillna``) works the same as on a filled column.
+        """
         if partition is not None or self.table_path(name).exists():
-            return pq.read_table(self.table_path(name, partition), columns=columns).to_pandas()
+            return _to_pandas(pq.read_table(self.table_path(name, partition), columns=columns))
         files = list(self._partition_files(name))
         if not files:
             raise FileNotFoundError(
@@ -180,7 +202,7 @@ class Warehouse:
                 f"(build it first, e.g. `emoforge build --select {name}`)"
             )
         tables = [pq.read_table(f, columns=columns) for f in files]
-        return pa.concat_tables(tables, promote_options="permissive").to_pandas()
+        return _to_pandas(pa.concat_tables(tables, promote_options="permissive"))
 
     def _view_sql(self, name: str) -> str | None:
         single = self.table_path(name)
