@@ -44,6 +44,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/bench_phash.py
 	$(BIN)/python bench/bench_neardup.py
 	$(BIN)/python bench/bench_download.py
+	$(BIN)/python bench/bench_annotations.py
 
 clean-demo:
 	rm -rf $(DATA)
