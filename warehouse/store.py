@@ -51,15 +51,19 @@ def _check_key(key: str) -> None:
         raise ValueError(f"invalid partition key {key!r}: use letters, digits, '_', '.', '=', '-'")
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a temporary file in the same directory and a rename."""
+def atomic_write_bytes(path: Path, data: bytes, fsync: bool = True) -> None:
+    """Write ``data`` to ``path`` via a temporary file in the same directory and a rename.
+
+    The rename makes the write atomic for readers; ``fsync`` also makes it durable before return.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()
-            os.fsync(fh.fileno())
+            if fsync:
+                os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException:
         try:
@@ -121,11 +125,19 @@ class BlobStore:
     def has(self, sha256: str) -> bool:
         return self.path(sha256).exists()
 
-    def put(self, data: bytes) -> str:
+    def has_complete(self, sha256: str, n_bytes: int) -> bool:
+        """The blob exists with the expected size (a cheap check after a crash or power cut)."""
+        try:
+            return self.path(sha256).stat().st_size == n_bytes
+        except FileNotFoundError:
+            return False
+
+    def put(self, data: bytes, durable: bool = True) -> str:
+        """Store ``data``; ``durable=False`` skips the fsync (the caller then verifies on resume,
+        as the downloader does with ``has_complete``)."""
         sha = hashlib.sha256(data).hexdigest()
-        p = self.path(sha)
-        if not p.exists():
-            atomic_write_bytes(p, data)
+        if not self.has_complete(sha, len(data)):  # absent, or cut short by a crash: (re)write
+            atomic_write_bytes(self.path(sha), data, fsync=durable)
         return sha
 
     def get(self, sha256: str) -> bytes:
