@@ -18,13 +18,13 @@ from dagster import (
 
 from assets._meta import breakdown, breakdown_md, md_table, stage_metadata
 from assets.resources import DemoWebResource, EmoforgeResource
-from ops import statuses as S
-from ops.batches import batch_keys, extend_batches, parse_batch_key
-from ops.candidates import PENDING, filter_candidates
+from ops.acquisition import statuses as S
+from ops.acquisition.batches import batch_keys, extend_batches, parse_batch_key
+from ops.acquisition.candidates import PENDING, filter_candidates
 from ops.config import EmoforgeConfig
-from ops.download import DownloadItem, Downloader
-from ops.queries import findingemo_data_dir, findingemo_keywords, generate_queries
-from ops.search import (
+from ops.acquisition.download import DownloadItem, Downloader
+from ops.acquisition.queries import findingemo_data_dir, findingemo_keywords, generate_queries
+from ops.acquisition.search import (
     DdgsSearch, HttpJsonSearch, UrlListSpec, load_url_list, run_searches, url_list_hits,
 )
 
@@ -84,7 +84,7 @@ def search_queries(context: AssetExecutionContext, emoforge: EmoforgeResource) -
     wh = emoforge.warehouse
     if cfg.acquisition.provider.kind == "url_list":
         items = load_url_list(url_list_spec(cfg), max_items=cfg.acquisition.provider.url_list.max_items)
-        from ops.queries import query_id
+        from ops.acquisition.queries import query_id
 
         qs = items["query"].dropna().drop_duplicates().tolist()
         q = pd.DataFrame({"query_index": range(len(qs)), "query_id": [query_id(x) for x in qs], "query": qs})

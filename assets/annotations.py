@@ -15,12 +15,12 @@ from assets._meta import breakdown, md_table
 from assets.acquisition import downloaded_images
 from assets.dedup import unique_images
 from assets.resources import EmoforgeResource
-from ops import annotation_stats as stats
-from ops.annotation_queue import select_next_batch
-from ops.annotation_sources import gold_references, merge_all_taxonomies, read_sources
-from ops.annotations import annotations_to_arrow, durations_from_timestamps, reject_summary
-from ops.grading import grade_annotators, score_duration_correlation
-from ops.merge import merged_to_arrow
+from ops.annotations import statistics as stats
+from ops.annotations.queue import select_next_batch
+from ops.annotations.sources import gold_references, merge_all_taxonomies, read_sources
+from ops.annotations.readers import annotations_to_arrow, durations_from_timestamps, reject_summary
+from ops.annotations.grading import grade_annotators, score_duration_correlation
+from ops.labels.merge import merged_to_arrow
 
 GROUP = "annotations"
 
@@ -46,7 +46,7 @@ def _png_md(fig, title: str, path: Path) -> MetadataValue:
 def _link_to_acquired(wh, ann: pd.DataFrame) -> pd.DataFrame:
     """Link annotations to acquired images: FindingEmo paths are the URL-list provider's item ids, and
     an image id or path that is a URL matches the candidate with the same normalized URL."""
-    from ops.candidates import normalize_url
+    from ops.acquisition.candidates import normalize_url
 
     ann = ann.copy()
     ann["sha256"] = pd.Series(pd.NA, index=ann.index, dtype="string")
@@ -214,7 +214,7 @@ def annotation_queue(context: AssetExecutionContext, emoforge: EmoforgeResource)
         pool_source = "unique_images"
     else:
         from assets.acquisition import url_list_spec
-        from ops.search import load_url_list
+        from ops.acquisition.search import load_url_list
 
         pool = load_url_list(url_list_spec(s)).get("item_id").tolist()
         pool_source = "url_list (no acquired images yet)"

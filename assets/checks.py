@@ -14,8 +14,8 @@ from assets.annotations import merged_annotations, raw_annotations
 from assets.dedup import image_hashes, unique_images
 from assets.resources import EmoforgeResource
 from ops import quality
-from ops import statuses as S
-from ops.candidates import PENDING
+from ops.acquisition import statuses as S
+from ops.acquisition.candidates import PENDING
 
 
 def _result(outcome: quality.SuiteOutcome) -> AssetCheckResult:
@@ -89,8 +89,8 @@ def unique_images_valid(context: AssetCheckExecutionContext, emoforge: EmoforgeR
              description="GX: (image, annotator) unique; valence/arousal/ambiguity within each source's scale "
                          "(FindingEmo: −3…3, 0…6, 0…6); Emo24/Emo8 labels from Plutchik's wheel.")
 def annotations_valid(context: AssetCheckExecutionContext, emoforge: EmoforgeResource) -> AssetCheckResult:
-    from ops.annotations import FINDINGEMO_SCALES
-    from ops.taxonomy import EMO8, PLUTCHIK24
+    from ops.annotations.readers import FINDINGEMO_SCALES
+    from ops.annotations.taxonomy import EMO8, PLUTCHIK24
 
     df = emoforge.warehouse.read_table("annotations")
     outcomes = []

@@ -13,9 +13,9 @@ from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, ass
 from assets._meta import md_table, stage_metadata
 from assets.acquisition import downloaded_images, scrape_batches
 from assets.resources import EmoforgeResource
-from ops import statuses as S
-from ops.neardup import HashIndex, IndexParameterMismatch, choose_representatives, connected_components
-from ops.phash import hamming, hashes_to_hex, phash_exact, phash_fast_many
+from ops.acquisition import statuses as S
+from ops.dedup.hash_index import HashIndex, IndexParameterMismatch, choose_representatives, connected_components
+from ops.dedup.phash import hamming, hashes_to_hex, phash_exact, phash_fast_many
 
 GROUP = "dedup"
 

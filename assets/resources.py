@@ -10,7 +10,8 @@ import requests
 from dagster import ConfigurableResource, InitResourceContext, ResourceDependency
 from pydantic import PrivateAttr
 
-from ops.config import EmoforgeConfig, demo_config, load_config
+from ops.config import EmoforgeConfig, load_config
+from ops.demo.config import demo_config
 from warehouse.store import Warehouse
 
 
@@ -70,7 +71,8 @@ class DemoWebResource(ConfigurableResource):
         if emo.settings.acquisition.provider.kind != "demo":
             yield self
             return
-        from ops.demo import DemoServer, build_corpus
+        from ops.demo.corpus import build_corpus
+        from ops.demo.server import DemoServer
 
         demo = emo.settings.acquisition.provider.demo
         corpus_dir = emo.warehouse.state_path("demo_corpus", "MANIFEST").parent

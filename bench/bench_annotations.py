@@ -82,7 +82,7 @@ def generate(n_rows: int, seed: int = SEED) -> dict:
     import numpy as np
     import pandas as pd
 
-    from ops.taxonomy import get_taxonomy
+    from ops.annotations.taxonomy import get_taxonomy
 
     rng = np.random.default_rng(seed + n_rows)
     tax = get_taxonomy("plutchik24")
@@ -217,7 +217,7 @@ def stage_ingest(n_rows: int, out: dict) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from ops.annotations import FINDINGEMO_AGE_GROUPS, FINDINGEMO_SCALES, annotations_to_arrow, read_long
+    from ops.annotations.readers import FINDINGEMO_AGE_GROUPS, FINDINGEMO_SCALES, annotations_to_arrow, read_long
 
     p = paths(n_rows)
     clk = Clock()
@@ -243,7 +243,7 @@ def stage_merge(n_rows: int, out: dict) -> None:
     import pandas as pd
     import pyarrow.parquet as pq
 
-    from ops.merge import Majority, merge_annotations, merged_to_arrow
+    from ops.labels.merge import Majority, merge_annotations, merged_to_arrow
 
     p = paths(n_rows)
     clk = Clock()
@@ -281,7 +281,7 @@ def _check_values(res: dict) -> dict:
 def stage_stats_sql(n_rows: int, out: dict) -> None:
     import duckdb
 
-    from ops.annotation_stats import VIEWS, view_ddl
+    from ops.annotations.statistics import VIEWS, view_ddl
 
     p = paths(n_rows)
     clk = Clock()
@@ -308,7 +308,7 @@ def stage_stats_sql(n_rows: int, out: dict) -> None:
 def stage_stats_pandas(n_rows: int, out: dict) -> None:
     import pandas as pd
 
-    from ops.annotation_stats import compute_stats
+    from ops.annotations.statistics import compute_stats
 
     p = paths(n_rows)
     clk = Clock()
@@ -323,10 +323,10 @@ def stage_stats_pandas(n_rows: int, out: dict) -> None:
 
 
 STAGE_IMPORTS = {
-    "ingest": ("pandas", "pyarrow.parquet", "ops.annotations"),
-    "merge": ("pandas", "pyarrow.parquet", "ops.merge"),
-    "stats_sql": ("duckdb", "ops.annotation_stats"),
-    "stats_pandas": ("pandas", "pyarrow.parquet", "ops.annotation_stats"),
+    "ingest": ("pandas", "pyarrow.parquet", "ops.annotations.readers"),
+    "merge": ("pandas", "pyarrow.parquet", "ops.labels.merge"),
+    "stats_sql": ("duckdb", "ops.annotations.statistics"),
+    "stats_pandas": ("pandas", "pyarrow.parquet", "ops.annotations.statistics"),
 }
 
 

@@ -1,4 +1,4 @@
-"""Benchmark of the image downloader (ops.download) on a local server, side by side in one run.
+"""Benchmark of the image downloader (ops.acquisition.download) on a local server, side by side in one run.
 
     . .venv/bin/activate
     python bench/bench_download.py                       # 1,000 images, writes bench/results/download.md
@@ -157,7 +157,7 @@ def run_downloader(urls: list[str], concurrency: int, tag: str, store: str = "pi
     """store: "pipeline" (as the downloaded_images asset: no per-blob fsync, journaled blobs
     size-checked on resume), "durable" (fsync every blob) or "none" (no blob writes)."""
     from ops.config import DownloadConfig
-    from ops.download import DownloadItem, Downloader
+    from ops.acquisition.download import DownloadItem, Downloader
     from warehouse.store import BlobStore
 
     blob_dir = WORK / f"blobs_{tag}"

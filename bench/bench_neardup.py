@@ -1,4 +1,4 @@
-"""Benchmark of ops.neardup (multi-index hashing near-duplicate search).
+"""Benchmark of ops.dedup.hash_index (multi-index hashing near-duplicate search).
 
 Run from the repository root:
 
@@ -43,7 +43,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from ops.neardup import HashIndex, _table_masks, find_pairs  # noqa: E402
+from ops.dedup.hash_index import HashIndex, _table_masks, find_pairs  # noqa: E402
 
 T = 4
 RESULTS = ROOT / "bench" / "results" / "neardup.md"

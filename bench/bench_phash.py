@@ -41,7 +41,7 @@ sys.path.insert(0, str(REPO))
 
 import imagehash  # noqa: E402
 
-from ops import phash as ph  # noqa: E402
+from ops.dedup import phash as ph  # noqa: E402
 
 WORK = REPO / "bench" / "_work" / "phash"
 RESULTS = REPO / "bench" / "results" / "phash.md"
@@ -290,7 +290,7 @@ def main() -> None:
     # --- report -------------------------------------------------------------
     L: list[str] = []
     now = _dt.datetime.now().astimezone()
-    L.append("# pHash benchmark: imagehash.phash vs ops.phash exact / fast\n")
+    L.append("# pHash benchmark: imagehash.phash vs ops.dedup.phash exact / fast\n")
     L.append(f"- Reproduce: `python bench/bench_phash.py` (from the repo root, venv active; "
              f"data cached in `bench/_work/phash/`)")
     L.append(f"- Date: {now:%Y-%m-%d %H:%M %Z}")

@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ops.annotation_queue import select_next_batch
+from ops.annotations.queue import select_next_batch
 
 IMGS = [f"i{j:03d}" for j in range(300)]
 

@@ -11,13 +11,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from ops.annotation_stats import (
+from ops.annotations.statistics import (
     VIEWS, compute_stats, emotion8_stats, emotion24_stats, sql_stats, stats_metadata, view_ddl,
 )
-from ops.annotations import annotations_to_arrow, default_findingemo_path, read_findingemo_ann
-from ops.merge import merge_annotations, merged_to_arrow
+from ops.annotations.readers import annotations_to_arrow, default_findingemo_path, read_findingemo_ann
+from ops.labels.merge import merge_annotations, merged_to_arrow
 
-# the test's own Plutchik mapping (FindingEmo §2.1, Fig. 3), written independently of ops.taxonomy
+# the test's own Plutchik mapping (FindingEmo §2.1, Fig. 3), written independently of ops.annotations.taxonomy
 MY_LEAVES = {
     "Joy": ["Serenity", "Joy", "Ecstasy"], "Trust": ["Acceptance", "Trust", "Admiration"],
     "Fear": ["Apprehension", "Fear", "Terror"], "Surprise": ["Distraction", "Surprise", "Amazement"],

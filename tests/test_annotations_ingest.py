@@ -8,7 +8,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from ops.annotations import (
+from ops.annotations.readers import (
     FINDINGEMO_COLUMNS, FINDINGEMO_REJECT_TAGS, AnnotationSourceError, annotations_to_arrow,
     concat_sources, default_findingemo_path, durations_from_timestamps, normalize_image_path,
     query_emotion_word, query_of_path, read_findingemo_ann, read_long, read_vote_counts, reject_summary,

@@ -7,12 +7,12 @@ import pandas as pd
 import pytest
 import yaml
 
-from ops.annotations import default_findingemo_path
+from ops.annotations.readers import default_findingemo_path
 from pipelines.cli import main
 
 pytestmark = pytest.mark.slow
 
-# Plutchik's wheel, written out here independently of ops.taxonomy (FindingEmo Fig. 3)
+# Plutchik's wheel, written out here independently of ops.annotations.taxonomy (FindingEmo Fig. 3)
 LEAF = {
     "Serenity": "Joy", "Joy": "Joy", "Ecstasy": "Joy",
     "Acceptance": "Trust", "Trust": "Trust", "Admiration": "Trust",

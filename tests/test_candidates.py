@@ -1,7 +1,7 @@
 import pandas as pd
 
-from ops import statuses as S
-from ops.candidates import PENDING, blacklist_match, filter_candidates, normalize_url, registered_domain
+from ops.acquisition import statuses as S
+from ops.acquisition.candidates import PENDING, blacklist_match, filter_candidates, normalize_url, registered_domain
 
 
 def test_normalize_url():

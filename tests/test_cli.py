@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from ops.config import demo_config
+from ops.demo.config import demo_config
 from pipelines.cli import main
 from warehouse.store import Warehouse
 

@@ -14,11 +14,12 @@ import pytest
 import requests
 from PIL import Image
 
-from ops import statuses as S
-from ops.demo import (
-    BLOCKED_REDIRECT_TARGET, DEMO_KEYWORDS, DEMO_QUERIES, DemoEntry, DemoServer, build_corpus,
+from ops.acquisition import statuses as S
+from ops.demo.corpus import (
+    BLOCKED_REDIRECT_TARGET, DEMO_KEYWORDS, DEMO_QUERIES, DemoEntry, build_corpus,
     expected_statuses, load_corpus, plan_corpus,
 )
+from ops.demo.server import DemoServer
 
 N = 60  # small enough to build twice in a few seconds, big enough to hold every fault kind
 

@@ -1,4 +1,4 @@
-"""The downloader (ops.download) and its address guard (ops.netguard), against a real local server.
+"""The downloader (ops.acquisition.download) and its address guard (ops.acquisition.netguard), against a real local server.
 
 Every server here listens on 127.0.0.1 only. An autouse fixture wraps ``socket.socket.connect``
 and fails the test on any connection to an address that is not loopback, so a guard that let a
@@ -25,10 +25,10 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from ops import statuses as st
+from ops.acquisition import statuses as st
 from ops.config import DownloadConfig
-from ops.download import COLUMNS, DownloadItem, Downloader, inspect_image, parse_retry_after
-from ops.netguard import AllowList, BlockedAddressError, address_block_reason, check_address, guard_host
+from ops.acquisition.download import COLUMNS, DownloadItem, Downloader, inspect_image, parse_retry_after
+from ops.acquisition.netguard import AllowList, BlockedAddressError, address_block_reason, check_address, guard_host
 
 
 # ---------------------------------------------------------------------------------------------
@@ -539,7 +539,7 @@ _CHILD = """
 import json, sys
 from pathlib import Path
 from ops.config import DownloadConfig
-from ops.download import DownloadItem, Downloader
+from ops.acquisition.download import DownloadItem, Downloader
 urls, journal = json.loads(sys.argv[1]), Path(sys.argv[2])
 cfg = DownloadConfig(concurrency=2, per_host=2, allow_hosts=["127.0.0.1"], retries=0)
 d = Downloader(cfg, min_width=100, max_width=300, put_blob=lambda b: "x")

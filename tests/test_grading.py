@@ -4,12 +4,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ops.grading import (
+from ops.annotations.grading import (
     GoldReference, example_gold, excluded_annotators, gold_from_frame, gold_serving_order,
     grade_annotators, score_duration_correlation,
 )
-from ops.merge import merge_annotations
-from ops.taxonomy import EMO24_TO_EMO8
+from ops.labels.merge import merge_annotations
+from ops.annotations.taxonomy import EMO24_TO_EMO8
 
 GOLD = example_gold(["g1", "g2", "g3", "g4", "g5"])
 # g1 keep V[2,3] A[3,5] Joy; g2 keep V[-3,-2] A[3,6] Sadness; g3 keep V[-3,-1] A[4,6] Anger;

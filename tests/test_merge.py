@@ -7,11 +7,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ops.annotations import read_vote_counts
-from ops.merge import (
+from ops.annotations.readers import read_vote_counts
+from ops.labels.merge import (
     CrowdKit, Majority, Plurality, merge_annotations, merge_annotations_with_estimates, merged_to_arrow, parse_policy,
 )
-from ops.taxonomy import EMO24_TO_EMO8, register_taxonomy
+from ops.annotations.taxonomy import EMO24_TO_EMO8, register_taxonomy
 
 
 def A(image, annotator, e24=None, keep=True, v=None, a=None, amb=None, age=(), q=None):

@@ -1,4 +1,4 @@
-"""Tests for ops.neardup: multi-index-hashing near-duplicate search vs brute force."""
+"""Tests for ops.dedup.hash_index: multi-index-hashing near-duplicate search vs brute force."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ops import neardup
-from ops.neardup import (
+from ops.dedup import hash_index as neardup
+from ops.dedup.hash_index import (
     HashIndex,
     IndexParameterMismatch,
     band_masks,

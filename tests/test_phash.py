@@ -1,4 +1,4 @@
-"""Tests for ops.phash: exact mode == imagehash.phash, fast-mode accuracy,
+"""Tests for ops.dedup.phash: exact mode == imagehash.phash, fast-mode accuracy,
 Hamming helpers, error recording."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw, ImageFile
 
-from ops import phash as ph
+from ops.dedup import phash as ph
 
 
 def _structured_rgb(rng: np.random.Generator, w: int, h: int) -> np.ndarray:

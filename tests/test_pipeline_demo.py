@@ -11,8 +11,9 @@ from dagster import DagsterInstance, materialize
 
 from assets.acquisition import planned_batches, scrape_batches
 from assets.resources import DemoWebResource, EmoforgeResource
-from ops.config import demo_config
-from ops.demo import DemoServer, build_corpus
+from ops.demo.config import demo_config
+from ops.demo.corpus import build_corpus
+from ops.demo.server import DemoServer
 from pipelines.definitions import ASSETS, CHECKS
 
 pytestmark = pytest.mark.slow

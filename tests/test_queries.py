@@ -3,8 +3,8 @@ from importlib import resources
 
 import pytest
 
-from ops.batches import batch_keys, extend_batches, parse_batch_key
-from ops.queries import (
+from ops.acquisition.batches import batch_keys, extend_batches, parse_batch_key
+from ops.acquisition.queries import (
     findingemo_keywords, generate_queries, query_folder, recover_findingemo_keywords, recover_keyword_sets,
 )
 
@@ -49,7 +49,7 @@ def test_stored_findingemo_keywords_equal_a_fresh_recovery():
     assert "Fed up" in k["emotions"] and "court of law" in k["settings"] and "nursing home" in k["settings"]
     assert "toddlers" in k["people"] and "forty-something" in k["people"]
     # every folder name of the package is a combination of the recovered sets
-    from ops.queries import findingemo_data_dir
+    from ops.acquisition.queries import findingemo_data_dir
     recs = json.load(open(findingemo_data_dir() / "dataset_urls_exploded.json"))
     combos = {f"{e} {p} {s}" for e in k["emotions"] for p in k["people"] for s in k["settings"]}
     names = {query_folder(r["rel_path"]) for r in recs}

@@ -3,8 +3,8 @@ import json
 import pandas as pd
 import pytest
 
-from ops.queries import findingemo_data_dir
-from ops.search import (
+from ops.acquisition.queries import findingemo_data_dir
+from ops.acquisition.search import (
     HttpJsonSearch, UrlListError, UrlListSpec, load_url_list, run_searches, url_list_hits,
 )
 
@@ -81,7 +81,7 @@ def test_ddgs_provider_maps_results_and_records_failures(monkeypatch):
     import ddgs
     from ddgs.exceptions import RatelimitException
 
-    from ops.search import DdgsSearch
+    from ops.acquisition.search import DdgsSearch
 
     calls = []
 

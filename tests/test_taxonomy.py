@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from ops.taxonomy import (
+from ops.annotations.taxonomy import (
     AFFECTNET8, EMO8, EMO24_TO_EMO8, PLUTCHIK24, Taxonomy, get_taxonomy, levels, load_taxonomies,
     max_pairwise_distance, register_taxonomy, slug, wheel_distance,
 )

@@ -47,7 +47,7 @@ from typing import Any, Iterable, Literal, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from ops.taxonomy import Taxonomy, get_taxonomy, levels, slug
+from ops.annotations.taxonomy import Taxonomy, get_taxonomy, levels, slug
 
 # ---- policies ------------------------------------------------------------------------------------
 
@@ -150,7 +150,7 @@ def _excluded_ids(excluded: Iterable[str] | pd.DataFrame | None) -> set[str]:
     """Annotators excluded by grading (FindingEmo §2.3.3) or given as ids."""
     if excluded is None:
         return set()
-    if isinstance(excluded, pd.DataFrame):  # annotator_scores (ops.grading)
+    if isinstance(excluded, pd.DataFrame):  # annotator_scores (ops.annotations.grading)
         return set(excluded.loc[excluded["excluded"].astype(bool), "annotator_id"].astype(str))
     return {str(x) for x in excluded}
 
@@ -216,7 +216,7 @@ def merge_annotations_with_estimates(
     AffectNet+ Supplement II). ``query_emotion``: image_id -> query emotion word or label (default:
     the annotations' ``query_emotion`` column); ``keyword_labels``: word -> label for words that are
     not labels themselves. ``excluded_annotators``: ids, or an ``annotator_scores`` frame (its
-    ``excluded`` column, ops.grading). ``item_columns``: columns carried per image (default: every
+    ``excluded`` column, ops.annotations.grading). ``item_columns``: columns carried per image (default: every
     non-annotation column that is constant within each image)."""
     pol = parse_policy(policy)
     tax = get_taxonomy(taxonomy)
@@ -495,7 +495,7 @@ def _empty_estimates() -> pd.DataFrame:
 
 def _age_shares(out: pd.DataFrame, kept: pd.DataFrame, kimg: pd.Series, all_images: pd.Index) -> None:
     """Age groups (multi-label, FindingEmo §2.1) per image: share of kept annotations ticking each."""
-    from ops.annotations import FINDINGEMO_AGE_GROUPS
+    from ops.annotations.readers import FINDINGEMO_AGE_GROUPS
 
     if "age_groups" not in kept.columns:
         return

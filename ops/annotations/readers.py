@@ -22,7 +22,7 @@ Every reader returns ``(annotations, rejects)`` (an :class:`IngestResult`, a nam
     -- more columns --
     emotion            str       the label as voted, canonical spelling in ``taxonomy`` (may be a
                                  non-emotion label such as AffectNet's "Uncertain")
-    taxonomy           str       the taxonomy of ``emotion`` (ops.taxonomy)
+    taxonomy           str       the taxonomy of ``emotion`` (ops.annotations.taxonomy)
     image_path         str       the path as in the source (FindingEmo) or a mapped column
     query              str       the image's search query (FindingEmo: its folder name)
     query_emotion      str       the emotion keyword of that query ("Loving", "Fed up")
@@ -72,7 +72,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from ops.taxonomy import Taxonomy, get_taxonomy
+from ops.annotations.taxonomy import Taxonomy, get_taxonomy
 
 # ---- vocabularies (FindingEmo §2.1, §2.3.2) ----------------------------------------------------
 
@@ -180,7 +180,7 @@ _EMOTION_WORDS: list[str] | None = None
 
 
 def _default_emotion_words() -> list[str]:
-    """FindingEmo's emotion keywords when ops/data/findingemo_keywords.json is present (ops.queries)."""
+    """FindingEmo's emotion keywords when ops/data/findingemo_keywords.json is present (ops.acquisition.queries)."""
     global _EMOTION_WORDS
     if _EMOTION_WORDS is None:
         try:

@@ -235,7 +235,7 @@ def load_url_list(spec: UrlListSpec, max_items: int | None = None) -> pd.DataFra
     items["backup_urls"] = [u[1:] for u in urls.loc[items["item_id"]]]
     items["source_line"] = first_line.loc[items["item_id"]].to_numpy()
     if fmt == "findingemo_json":
-        from ops.queries import query_folder
+        from ops.acquisition.queries import query_folder
 
         items["rel_path"] = items["item_id"]
         items["query"] = [query_folder(p) for p in items["item_id"]]
@@ -250,7 +250,7 @@ def load_url_list(spec: UrlListSpec, max_items: int | None = None) -> pd.DataFra
 
 def url_list_hits(items: pd.DataFrame, provider_name: str = "url_list") -> pd.DataFrame:
     """Turn URL-list items into hits (same columns as search hits; rank = position in the list)."""
-    from ops.queries import query_id
+    from ops.acquisition.queries import query_id
 
     now = datetime.now(timezone.utc)
     df = pd.DataFrame({

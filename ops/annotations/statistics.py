@@ -28,7 +28,7 @@ import duckdb
 import numpy as np
 import pandas as pd
 
-from ops.taxonomy import EMO8, PLUTCHIK24
+from ops.annotations.taxonomy import EMO8, PLUTCHIK24
 
 STAT_DIMS = ("arousal", "valence", "ambiguity")
 

@@ -33,7 +33,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from ops.taxonomy import EMO8, PLUTCHIK24
+from ops.annotations.taxonomy import EMO8, PLUTCHIK24
 
 ACCEPTED, REJECTED, UNGRADED = "accepted", "rejected", "ungraded"
 Policy = Literal["exclude_rejected", "exclude_rejected_and_ungraded", "keep_all"]
@@ -242,7 +242,7 @@ def score_duration_correlation(scores: pd.DataFrame, durations: Mapping[str, flo
 
 
 def excluded_annotators(scores: pd.DataFrame) -> list[str]:
-    """Annotator ids the grading policy excludes from merges (FindingEmo §2.3.3; input for ops.merge)."""
+    """Annotator ids the grading policy excludes from merges (FindingEmo §2.3.3; input for ops.labels.merge)."""
     return sorted(scores.loc[scores["excluded"].astype(bool), "annotator_id"].astype(str))
 
 

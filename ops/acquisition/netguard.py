@@ -5,7 +5,7 @@ A URL found on the web may name (or redirect to, or resolve by DNS to) ``127.0.0
 server-side request forgery. The downloader therefore resolves every host itself, before any
 connection, and refuses the whole host if ANY resolved address is not a global unicast address
 (:func:`address_block_reason`). It then connects to one of the addresses it checked (see
-``ops.download``, the pinning adapter), so a DNS answer that changes between the check and the
+``ops.acquisition.download``, the pinning adapter), so a DNS answer that changes between the check and the
 connection (DNS rebinding) cannot move the connection to a blocked address.
 
 ``allow_hosts`` (``acquisition.download.allow_hosts``) exempts hosts from the guard: entries are

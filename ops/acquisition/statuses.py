@@ -1,7 +1,7 @@
 """The closed vocabulary of per-candidate statuses.
 
 Every candidate URL ends in exactly one of these. Filtering statuses are assigned before any
-network access (``ops.candidates``); download statuses by the downloader (``ops.download``).
+network access (``ops.acquisition.candidates``); download statuses by the downloader (``ops.acquisition.download``).
 """
 
 OK = "ok"

@@ -6,7 +6,7 @@ with :func:`load_taxonomies`), so adding one needs no code change elsewhere. Eac
 - ``labels``: the emotion labels, in canonical order (for Plutchik: wheel order);
 - ``non_emotion_labels``: labels that are valid votes but not emotions (AffectNet's None, Uncertain,
   Non-Face). They count as votes when merging, but an item they win gets no emotion label, and the
-  merge records why (ops.merge);
+  merge records why (ops.labels.merge);
 - ``parent_taxonomy`` + ``parent``: for a hierarchical taxonomy, the label one level up
   (Emo24 "Serenity" -> Emo8 leaf "Joy", FindingEmo §2.1, Fig. 3);
 - ``aliases``: other spellings (matching is case-insensitive anyway);

@@ -16,7 +16,7 @@ What it implements, and where:
   request (``connect_timeout + 3 * read_timeout``, enforced by a watchdog that shuts the socket down,
   so a server trickling bytes cannot hold a worker), ``max_bytes`` (refused early on
   Content-Length, else counted while streaming).
-* **SSRF guard** (``ops.netguard``): redirects are followed by hand, at most ``max_redirects``, and
+* **SSRF guard** (``ops.acquisition.netguard``): redirects are followed by hand, at most ``max_redirects``, and
   every hop is checked (scheme http/https, every resolved address global unless allow-listed)
   BEFORE any connection. The connection then goes to the checked address (:class:`PinnedAdapter`),
   so DNS rebinding between check and connect cannot redirect it. Environment proxies are ignored.
@@ -60,9 +60,9 @@ from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.exceptions import ReadTimeoutError
 
-from ops import statuses as st
+from ops.acquisition import statuses as st
 from ops.config import DownloadConfig
-from ops.netguard import AllowList, BlockedAddressError, ResolutionError, guard_host
+from ops.acquisition.netguard import AllowList, BlockedAddressError, ResolutionError, guard_host
 
 # Output columns, in order (the contract with the assets that read the table).
 COLUMNS = [

@@ -16,7 +16,7 @@ from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 import pandas as pd
 
-from ops import statuses as S
+from ops.acquisition import statuses as S
 
 PENDING = "pending"
 _SAFE_PATH = "/%:@!$&'()*+,;=-._~"

@@ -1,7 +1,7 @@
 """From the ``annotations`` section of the config to readers, gold references and merges.
 
-Glue between :mod:`ops.config` and the annotation ops (:mod:`ops.annotations`,
-:mod:`ops.grading`, :mod:`ops.merge`); plain Python, no Dagster.
+Glue between :mod:`ops.config` and the annotation ops (:mod:`ops.annotations.readers`,
+:mod:`ops.annotations.grading`, :mod:`ops.labels.merge`); plain Python, no Dagster.
 """
 
 from __future__ import annotations
@@ -11,12 +11,12 @@ from typing import Iterable
 
 import pandas as pd
 
-from ops.annotations import (
+from ops.annotations.readers import (
     FINDINGEMO_REJECT_TAGS, IngestResult, concat_sources, read_findingemo_ann, read_long, read_vote_counts,
 )
 from ops.config import AnnotationSource, GradingConfig, MergeConfig
-from ops.grading import GoldReference, gold_from_frame
-from ops.merge import CrowdKit, Majority, Plurality, merge_annotations_with_estimates
+from ops.annotations.grading import GoldReference, gold_from_frame
+from ops.labels.merge import CrowdKit, Majority, Plurality, merge_annotations_with_estimates
 
 
 def _resolve(path: str | None, base_dir: Path | None) -> Path | None:

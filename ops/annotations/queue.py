@@ -29,7 +29,7 @@ from typing import Iterable, Sequence
 import numpy as np
 import pandas as pd
 
-from ops.taxonomy import EMO8
+from ops.annotations.taxonomy import EMO8
 
 
 class _Bag:

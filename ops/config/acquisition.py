@@ -1,0 +1,93 @@
+"""Configuration of image acquisition (FindingEmo §2.3.1): keyword sets, providers, filters, download."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from ops.config.base import _Strict
+
+
+DEFAULT_BLACKLIST = (
+    "shutterstock.com", "gettyimages.com", "istockphoto.com", "alamy.com", "dreamstime.com",
+    "123rf.com", "depositphotos.com", "stock.adobe.com", "adobestock.com", "fotolia.com",
+    "bigstockphoto.com", "canstockphoto.com", "agefotostock.com", "stocksy.com",
+    "pond5.com", "vectorstock.com", "freepik.com", "pixtastock.com", "photodune.net",
+    "colourbox.com", "superstock.com", "masterfile.com", "eyeem.com", "featurepics.com",
+    "pinterest.com", "pinimg.com", "gograph.com", "crushpixel.com", "stockfresh.com",
+    "mostphotos.com", "photocase.com", "westend61.de", "imago-images.com", "picfair.com",
+)
+
+
+class KeywordSets(_Strict):
+    """The three keyword sets of FindingEmo §2.3.1. ``None`` means: the sets FindingEmo used."""
+
+    emotions: list[str] | None = None
+    people: list[str] | None = None
+    settings: list[str] | None = None
+
+
+class DdgsProvider(_Strict):
+    region: str = "us-en"
+    safesearch: Literal["on", "moderate", "off"] = "moderate"
+    backend: str = "auto"
+    pause_seconds: float = Field(2.0, ge=0)  # politeness between queries
+
+
+class UrlListProvider(_Strict):
+    path: str | None = None  # None: FindingEmo-Light's dataset_urls_exploded.json
+    format: Literal["auto", "findingemo_json", "csv", "parquet", "jsonl"] = "auto"
+    url_column: str = "url"
+    id_column: str | None = None      # groups backup URLs of one image (FindingEmo: rel_path)
+    order_column: str | None = None   # backup order within an image (FindingEmo: idx_url)
+    query_column: str | None = None   # a column holding the query/keywords, if the list has one
+    items_per_batch: int = Field(5000, ge=1)  # a scrape batch (partition) covers this many items
+    max_items: int | None = Field(None, ge=1)  # use only the first N items of the list
+
+
+class DemoProvider(_Strict):
+    n_images: int = Field(240, ge=20, le=5000)
+    seed: int = 7
+    # a fixed port keeps candidate URLs stable across builds, so a rebuild downloads nothing again
+    port: int = Field(18765, ge=0, le=65535)
+
+
+class ProviderConfig(_Strict):
+    kind: Literal["ddgs", "url_list", "demo"] = "ddgs"
+    results_per_query: int = Field(500, ge=1, le=10000)
+    ddgs: DdgsProvider = DdgsProvider()
+    url_list: UrlListProvider = UrlListProvider()
+    demo: DemoProvider = DemoProvider()
+
+
+class DownloadConfig(_Strict):
+    concurrency: int = Field(8, ge=1, le=256)
+    per_host: int = Field(2, ge=1, le=64)
+    connect_timeout: float = Field(5.0, gt=0)
+    read_timeout: float = Field(20.0, gt=0)
+    max_bytes: int = Field(20_000_000, ge=1024)
+    retries: int = Field(3, ge=0, le=20)
+    backoff_base: float = Field(0.5, ge=0)
+    backoff_max: float = Field(30.0, ge=0)
+    max_retry_after: float = Field(60.0, ge=0)  # longer Retry-After: give up with http_429/503
+    max_redirects: int = Field(5, ge=0, le=30)
+    user_agent: str = "emoforge/0.1 (+research dataset builder)"
+    allow_hosts: list[str] = Field(default_factory=list)  # hosts/IPs/CIDRs exempt from the address guard
+
+
+class AcquisitionConfig(_Strict):
+    keywords: KeywordSets = KeywordSets()
+    max_queries: int | None = Field(None, ge=1)  # use only the first N generated queries
+    queries_per_batch: int = Field(50, ge=1)     # a scrape batch (partition) covers this many queries
+    provider: ProviderConfig = ProviderConfig()
+    blacklist_domains: list[str] = Field(default_factory=lambda: list(DEFAULT_BLACKLIST))
+    min_width: int = Field(800, ge=0)    # exclusive: FindingEmo keeps 800 < w
+    max_width: int = Field(1600, ge=1)   # exclusive: w < 1600 (later runs: 3200)
+    download: DownloadConfig = DownloadConfig()
+
+    @model_validator(mode="after")
+    def _widths(self) -> "AcquisitionConfig":
+        if self.min_width >= self.max_width:
+            raise ValueError(f"min_width ({self.min_width}) must be below max_width ({self.max_width})")
+        return self
