@@ -5,11 +5,11 @@ the limits, and every candidate with exactly one known status.
 """
 
 
-from dagster import AssetCheckExecutionContext, AssetCheckResult, AssetCheckSeverity, MetadataValue, asset_check
-
 from pathlib import Path
 
-from assets.acquisition import candidate_urls, downloaded_images, scrape_batches
+from dagster import AssetCheckExecutionContext, AssetCheckResult, AssetCheckSeverity, MetadataValue, asset_check
+
+from assets.acquisition import candidate_urls, downloaded_images, scrape_batches, search_results
 from assets.annotations import merged_annotations, raw_annotations
 from assets.dedup import image_hashes, unique_images
 from assets.resources import EmoforgeResource
@@ -36,6 +36,28 @@ def _result(outcome: quality.SuiteOutcome) -> AssetCheckResult:
 def _download_statuses(n: int, statuses) -> list[str]:
     known = sorted({*S.FILTER_STATUSES, *S.DOWNLOAD_STATUSES})
     return known + sorted({s for s in statuses if isinstance(s, str) and S.is_known_status(s)} - set(known))
+
+
+@asset_check(asset=search_results, blocking=True, partitions_def=scrape_batches,
+             description="Every query the batch key names was run and logged (a query batch q<start>-<end> "
+                         "runs end - start queries of the current plan): a batch that ran fewer fails.")
+def search_ran_every_query(context: AssetCheckExecutionContext, emoforge: EmoforgeResource) -> AssetCheckResult:
+    from ops.acquisition.batches import parse_batch_key
+
+    key = context.partition_key
+    kind, start, end = parse_batch_key(key)
+    log = emoforge.warehouse.read_table("search_log", partition=key)
+    planned = emoforge.settings.acquisition.scrape_plan().size()
+    expected = max(0, min(end, planned) - start) if kind == "q" else 1
+    ran = len(log)
+    passed = ran == expected
+    return AssetCheckResult(
+        passed=passed, severity=AssetCheckSeverity.ERROR,
+        description=(f"{ran} queries run, as the batch key names" if passed else
+                     f"batch {key} ran {ran} queries but names {expected} ({end - start} in the key, "
+                     f"{planned} planned by the current configuration): rebuild it with --rebuild"),
+        metadata={"queries_run": MetadataValue.int(ran), "queries_expected": MetadataValue.int(expected)},
+    )
 
 
 @asset_check(asset=candidate_urls, blocking=True, partitions_def=scrape_batches,
@@ -89,13 +111,15 @@ def unique_images_valid(context: AssetCheckExecutionContext, emoforge: EmoforgeR
              description="GX: (image, annotator) unique; valence/arousal/ambiguity within each source's scale "
                          "(FindingEmo: −3…3, 0…6, 0…6); Emo24/Emo8 labels from Plutchik's wheel.")
 def annotations_valid(context: AssetCheckExecutionContext, emoforge: EmoforgeResource) -> AssetCheckResult:
-    from ops.annotations.readers import FINDINGEMO_SCALES
+    from ops.annotations.schema import FINDINGEMO_SCALES
     from ops.annotations.taxonomy import EMO8, PLUTCHIK24
 
     df = emoforge.warehouse.read_table("annotations")
     outcomes = []
     for src in emoforge.settings.annotations.sources:
         name = src.name or (src.kind if src.kind == "findingemo" else Path(src.path).stem)
+        if src.kind == "vote_counts":
+            continue  # counted votes: no V/A scales, labels of their own taxonomy
         scales = src.scales if src.scales is not None else (FINDINGEMO_SCALES if src.kind == "findingemo" else {})
         part = df[df["source"] == name]
         outcomes.append(quality.validate(part, f"annotations_{name}", quality.annotations_suite(

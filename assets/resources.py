@@ -11,7 +11,7 @@ from dagster import ConfigurableResource, InitResourceContext, ResourceDependenc
 from pydantic import PrivateAttr
 
 from ops.config import EmoforgeConfig, load_config
-from ops.demo.config import demo_config
+from ops.demo.config import demo_config, demo_settings
 from warehouse.store import Warehouse
 
 
@@ -41,14 +41,30 @@ class EmoforgeResource(ConfigurableResource):
 
     @cached_property
     def settings(self) -> EmoforgeConfig:
+        """The configuration: the file, layered over the demo settings with ``demo`` (so a file
+        that sets only the port changes only the port), the demo settings alone, or the defaults."""
         if self.config_path:
-            return load_config(self.config_path)
+            return load_config(self.config_path, base=demo_settings() if self.demo else None)
         return demo_config() if self.demo else EmoforgeConfig()
 
     @cached_property
     def warehouse(self) -> Warehouse:
         data_dir = self.data_dir or self.settings.data_dir
         return Warehouse(data_dir).ensure()
+
+    @contextmanager
+    def yield_for_execution(self, context: InitResourceContext) -> Iterator["EmoforgeResource"]:
+        """A run holds the data directory's build lock (one build per directory; re-entrant, so
+        the CLI, which holds it for the whole build, runs its jobs in process). Sensors and
+        schedules evaluate without it."""
+        run = getattr(context, "run", None)
+        if run is None:
+            yield self
+            return
+        from warehouse.locks import build_lock
+
+        with build_lock(self.warehouse.root, command=f"dagster run {run.run_id} ({run.job_name})"):
+            yield self
 
 
 class DemoWebResource(ConfigurableResource):
@@ -72,7 +88,7 @@ class DemoWebResource(ConfigurableResource):
             yield self
             return
         from ops.demo.corpus import build_corpus
-        from ops.demo.server import DemoServer
+        from ops.demo.server import DemoServer, corpus_identity
 
         demo = emo.settings.acquisition.provider.demo
         corpus_dir = emo.warehouse.state_path("demo_corpus", "MANIFEST").parent
@@ -82,12 +98,17 @@ class DemoWebResource(ConfigurableResource):
         try:
             server.start()
         except OSError as e:
-            if not _same_demo_running(base):
+            theirs = _running_identity(base)
+            mine = corpus_identity(corpus_dir)
+            if theirs != mine:
+                what = ("something that is not an emoforge demo server" if theirs is None else
+                        f"an emoforge demo server for another corpus ({theirs.get('params')}, "
+                        f"this build's is {mine.get('params')})")
                 raise RuntimeError(
-                    f"cannot start the demo server on 127.0.0.1:{demo.port} ({e.strerror}); "
-                    f"set acquisition.provider.demo.port to a free port"
+                    f"cannot start the demo server on 127.0.0.1:{demo.port} ({e.strerror}): {what} answers "
+                    f"there; stop it or set acquisition.provider.demo.port to a free port"
                 ) from None
-            context.log.info(f"reusing the demo server already running at {base}")
+            context.log.info(f"reusing the demo server already running at {base} (same corpus)")
             self._base_url = base
             yield self
             return
@@ -107,9 +128,13 @@ class DemoWebResource(ConfigurableResource):
         return self._base_url
 
 
-def _same_demo_running(base: str) -> bool:
+def _running_identity(base: str) -> dict | None:
+    """The identity a demo server on ``base`` reports, or None if what answers is no demo server."""
+    from ops.demo.server import IDENTITY_PATH
+
     try:
-        r = requests.get(f"{base}/search", params={"q": "", "max_results": 1}, timeout=2)
-        return r.ok and isinstance(r.json(), list)
+        r = requests.get(base + IDENTITY_PATH, timeout=2)
+        data = r.json() if r.ok else None
+        return data if isinstance(data, dict) and data.get("service") == "emoforge-demo" else None
     except (requests.RequestException, ValueError):
-        return False
+        return None

@@ -25,20 +25,6 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 
 # ---- sql -----------------------------------------------------------------------------------------
 
-def _format_table(columns: list[str], rows: list[tuple], max_width: int = 60) -> str:
-    def cell(v: Any) -> str:
-        s = "NULL" if v is None else str(v)
-        return s if len(s) <= max_width else s[: max_width - 1] + "…"
-
-    body = [[cell(v) for v in r] for r in rows]
-    widths = [max([len(c)] + [len(r[i]) for r in body]) for i, c in enumerate(columns)]
-    line = "+".join("-" * (w + 2) for w in widths)
-    out = [" | ".join(c.ljust(w) for c, w in zip(columns, widths)), line]
-    out += [" | ".join(v.ljust(w) for v, w in zip(r, widths)) for r in body]
-    out.append(f"({len(rows)} row{'s' if len(rows) != 1 else ''})")
-    return "\n".join(out)
-
-
 def _jsonable(v: Any) -> Any:
     if isinstance(v, (str, int, float, bool)) or v is None:
         return v
@@ -52,41 +38,99 @@ def _jsonable(v: Any) -> Any:
 
 
 def cmd_sql(args: argparse.Namespace) -> int:
-    import csv
-
+    """Run SQL on a read-only, locked-down session over the warehouse; results are streamed."""
     import duckdb
 
+    from warehouse.catalog import check_read_only
+    from warehouse.exports import safe_cell
     from warehouse.store import Warehouse
 
     wh = Warehouse(args.data_dir)
     try:
-        con = wh.connect(read_only=True)
+        check_read_only(args.query)
+    except PermissionError as e:
+        print(f"emoforge sql: {e}", file=sys.stderr)
+        return EXIT_FAILED
+    try:
+        con = wh.connect()
     except FileNotFoundError as e:
         print(f"emoforge sql: {e}", file=sys.stderr)
         return EXIT_USAGE
     except duckdb.Error as e:
         print(f"emoforge sql: cannot open {wh.db_path} read-only: {e}", file=sys.stderr)
         return EXIT_FAILED
+    out = sys.stdout
     try:
         cur = con.execute(args.query)
         columns = [d[0] for d in cur.description] if cur.description else []
-        rows = cur.fetchall() if columns else []
+
+        def chunks():
+            while columns:
+                rows = cur.fetchmany(SQL_CHUNK_ROWS)
+                if not rows:
+                    return
+                yield rows
+
+        n = 0
+        if args.format == "csv":
+            import csv
+
+            w = csv.writer(out, lineterminator="\n")
+            w.writerow([safe_cell(c) for c in columns])
+            for rows in chunks():
+                for r in rows:
+                    w.writerow(["" if v is None else safe_cell(json.dumps(_jsonable(v)) if isinstance(v, (list, dict))
+                                                               else v) for v in r])
+        elif args.format == "json":
+            out.write("[")
+            for rows in chunks():
+                for r in rows:
+                    out.write(("\n " if n == 0 else ",\n ") + json.dumps({c: _jsonable(v) for c, v in zip(columns, r)}))
+                    n += 1
+            out.write("\n]\n" if n else "]\n")
+        else:
+            widths = None
+            for rows in chunks():
+                if widths is None:
+                    widths = _table_widths(columns, rows)
+                    out.write(_table_header(columns, widths))
+                for r in rows:
+                    out.write(_table_row(r, widths))
+                n += len(rows)
+            if widths is None and columns:
+                widths = _table_widths(columns, [])
+                out.write(_table_header(columns, widths))
+            out.write(f"({n} row{'s' if n != 1 else ''})\n")
     except duckdb.Error as e:
-        print(f"emoforge sql: {type(e).__name__}: {e}", file=sys.stderr)
+        msg = str(e)
+        if "read-only" in msg or "file system operations are disabled" in msg or "configuration has been locked" in msg:
+            msg += " (emoforge sql is read-only: it reads the warehouse's tables and views, nothing else)"
+        print(f"emoforge sql: {type(e).__name__}: {msg}", file=sys.stderr)
         return EXIT_FAILED
     finally:
         con.close()
-    if args.format == "csv":
-        w = csv.writer(sys.stdout, lineterminator="\n")
-        w.writerow(columns)
-        for r in rows:
-            w.writerow(["" if v is None else (json.dumps(_jsonable(v)) if isinstance(v, (list, dict)) else v) for v in r])
-    elif args.format == "json":
-        json.dump([{c: _jsonable(v) for c, v in zip(columns, r)} for r in rows], sys.stdout, indent=1)
-        sys.stdout.write("\n")
-    else:
-        print(_format_table(columns, rows))
     return EXIT_OK
+
+
+SQL_CHUNK_ROWS = 10_000
+
+
+def _cell(v: Any, max_width: int = 60) -> str:
+    s = "NULL" if v is None else str(v)
+    return s if len(s) <= max_width else s[: max_width - 1] + "…"
+
+
+def _table_widths(columns: list[str], rows: list[tuple]) -> list[int]:
+    """Column widths from the header and the first chunk of rows (later rows may be wider)."""
+    return [max([len(c)] + [len(_cell(r[i])) for r in rows]) for i, c in enumerate(columns)]
+
+
+def _table_header(columns: list[str], widths: list[int]) -> str:
+    return " | ".join(c.ljust(w) for c, w in zip(columns, widths)) + "\n" + "+".join("-" * (w + 2) for w in widths) + "\n"
+
+
+def _table_row(r: tuple, widths: list[int]) -> str:
+    return " | ".join(_cell(v).ljust(w) for v, w in zip(r, widths)) + "\n"
 
 
 # ---- build ---------------------------------------------------------------------------------------
@@ -172,30 +216,42 @@ def _print_stage(row: dict) -> None:
 
 def cmd_build(args: argparse.Namespace) -> int:
     from ops.config import ConfigError
+    from warehouse.locks import BuildLocked, build_lock
 
     try:
         from assets.resources import EmoforgeResource
 
         env = EmoforgeResource.from_env()
-        # flags win over the environment; --demo without --config ignores EMOFORGE_CONFIG
+        # flags win over the environment; --demo without --config ignores EMOFORGE_CONFIG;
+        # --demo with --config layers the file over the demo settings
         emo = EmoforgeResource(
             config_path=str(Path(args.config).resolve()) if args.config else (None if args.demo else env.config_path),
             data_dir=str(Path(args.data_dir).resolve()) if args.data_dir else env.data_dir,
-            demo=bool(args.demo or env.demo),
+            demo=bool(args.demo or (env.demo and not args.config)),
         )
         settings = emo.settings
         wh = emo.warehouse
     except ConfigError as e:
         print(f"emoforge build: {e}", file=sys.stderr)
         return EXIT_USAGE
+    try:
+        with build_lock(wh.root, command=" ".join(["emoforge", *sys.argv[1:]])[:300]):
+            return _build(args, emo, settings, wh)
+    except BuildLocked as e:
+        print(f"emoforge build: {e}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+def _build(args: argparse.Namespace, emo, settings, wh) -> int:
     prepare_dagster_home(wh.root)
 
-    from dagster import AssetSelection, DagsterInstance, materialize
+    from dagster import AssetSelection, DagsterInstance
 
-    from assets.acquisition import planned_batches, scrape_batches
+    from assets.acquisition import scrape_batches
     from assets.resources import DemoWebResource
-    from pipelines.definitions import ASSETS, CHECKS, defs
+    from pipelines.definitions import JOB_ORDER, build_definitions, job_of
 
+    defs = build_definitions({"emoforge": emo, "demo_web": DemoWebResource(emoforge=emo)})
     graph = defs.resolve_asset_graph()
     try:
         selection = AssetSelection.from_string(args.select) if args.select else AssetSelection.all()
@@ -207,14 +263,23 @@ def cmd_build(args: argparse.Namespace) -> int:
         print(f"emoforge build: --select {args.select!r} matches no asset", file=sys.stderr)
         return EXIT_USAGE
     pre, part, post = _phases(defs, selected)
-    resources = {"emoforge": emo, "demo_web": DemoWebResource(emoforge=emo)}
     instance = DagsterInstance.get()
+    stale = fail_dead_runs(instance)
     run_config = {"loggers": {"console": {"config": {"log_level": args.log_level}}}}
-    everything = [*ASSETS, *CHECKS]
+    plan = settings.acquisition.scrape_plan()
 
     _say(f"emoforge build: data directory {wh.root}")
-    _say(f"  provider {settings.acquisition.provider.kind}; selected: "
-         f"{', '.join(k.to_user_string() for k in [*pre, *part, *post])}")
+    if stale:
+        _say(f"  marked {len(stale)} run(s) left STARTED by a killed build as failed: {', '.join(stale)}")
+    try:
+        units = plan.size() if part or pre else None
+    except Exception as e:  # an unreadable URL list: say so before anything runs
+        print(f"emoforge build: cannot plan scrape batches: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    p = settings.acquisition.provider
+    what = (f"{units} URL-list items" if plan.kind == "u" else f"{units} queries") if units is not None else "no scraping"
+    _say(f"  provider {p.kind}" + (f" ({p.demo.n_images}-image demo corpus on 127.0.0.1:{p.demo.port})" if p.kind == "demo" else "")
+         + f"; {what}; selected: {', '.join(k.to_user_string() for k in [*pre, *part, *post])}")
     t0 = time.monotonic()
     stage_rows: list[dict] = []
     ok_all = True
@@ -222,26 +287,32 @@ def cmd_build(args: argparse.Namespace) -> int:
 
     def run(keys: list, partition: str | None, label: str) -> bool:
         nonlocal ok_all
-        _say(f"▶ {label}")
-        result = materialize(everything, instance=instance, resources=resources, selection=keys,
-                             partition_key=partition, raise_on_error=False, run_config=run_config,
-                             tags={"emoforge/cli": "build"})
-        before = len(stage_rows)
-        ok, problems = _report(result, stage_rows)
-        for row in stage_rows[before:]:
-            _print_stage(row)
-        for p in problems:
-            _say(f"  ✗ {p}")
-        problems_all.extend(problems)
+        ok = True
+        for job_name, chunk in _job_chunks(keys, graph, job_of, JOB_ORDER):
+            _say(f"▶ {label}: {', '.join(k.to_user_string() for k in chunk)} [{job_name}]"
+                 if partition is None else f"▶ {label} [{job_name}]")
+            result = defs.resolve_job_def(job_name).execute_in_process(
+                instance=instance, partition_key=partition, asset_selection=chunk, raise_on_error=False,
+                run_config=run_config, tags={"emoforge/cli": "build", "emoforge/pid": str(os.getpid())})
+            before = len(stage_rows)
+            chunk_ok, problems = _report(result, stage_rows)
+            for row in stage_rows[before:]:
+                _print_stage(row)
+            for pr in problems:
+                _say(f"  ✗ {pr}")
+            problems_all.extend(problems)
+            ok &= chunk_ok
+            if not chunk_ok:
+                break
         ok_all &= ok
         return ok
 
-    if pre and not run(pre, None, "prepare: " + ", ".join(k.to_user_string() for k in pre)):
+    if pre and not run(pre, None, "prepare"):
         return _finish(False, wh, stage_rows, problems_all, t0)
     if part:
         known = set(instance.get_dynamic_partitions(scrape_batches.name))
         try:
-            planned = planned_batches(settings, sorted(known))
+            planned = plan.batches(sorted(known))
         except Exception as e:
             print(f"emoforge build: cannot plan scrape batches: {e}", file=sys.stderr)
             return EXIT_FAILED
@@ -252,7 +323,8 @@ def cmd_build(args: argparse.Namespace) -> int:
             planned = planned[: args.max_batches]
         todo = []
         for k in planned:
-            keys = list(part) if args.rebuild else [a for a in part if not _materialized(instance, a, k)]
+            keys = list(part) if args.rebuild or not _batch_complete(wh, plan, k) else \
+                [a for a in part if not _materialized(instance, a, k)]
             if keys:
                 todo.append((k, keys))
         _say(f"  {len(planned)} scrape batches planned, {len(todo)} to build"
@@ -260,10 +332,96 @@ def cmd_build(args: argparse.Namespace) -> int:
         for i, (k, keys) in enumerate(todo, 1):
             run(keys, k, f"batch {k} ({i}/{len(todo)})")
     if post and ok_all:
-        run(post, None, "global: " + ", ".join(k.to_user_string() for k in post))
+        run(post, None, "global")
     elif post:
         _say("  skipped the global stages: a batch failed (fix it and run the build again)")
     return _finish(ok_all, wh, stage_rows, problems_all, t0)
+
+
+def _job_chunks(keys: list, graph, job_of, job_order: list[str] | None = None) -> list[tuple[str, list]]:
+    """The assets grouped into as few runs of named jobs as the dependencies allow: a topological
+    order that stays in one job while any asset of it is ready (ties between jobs: ``job_order``)."""
+    keys = list(keys)
+    pos = {k: i for i, k in enumerate(keys)}           # keys come in graph (topological) order
+    jobs = {k: job_of(k, graph) for k in keys}
+    rank = {j: i for i, j in enumerate(job_order or [])}
+    selected = set(keys)
+
+    def deps(k):  # selected ancestors, through unselected assets too
+        out, stack, seen = set(), list(graph.get(k).parent_keys), set()
+        while stack:
+            a = stack.pop()
+            if a in seen:
+                continue
+            seen.add(a)
+            if a in selected:
+                out.add(a)
+            else:
+                stack.extend(graph.get(a).parent_keys)
+        return out
+
+    waiting = {k: deps(k) for k in keys}
+    done: set = set()
+    out: list[tuple[str, list]] = []
+    current = None
+    while len(done) < len(keys):
+        ready = [k for k in keys if k not in done and waiting[k] <= done]
+        same = [k for k in ready if jobs[k] == current]
+        if not same:
+            current = min((jobs[k] for k in ready), key=lambda j: (rank.get(j, len(rank)), min(pos[k] for k in ready if jobs[k] == j)))
+            same = [k for k in ready if jobs[k] == current]
+            out.append((current, []))
+        nxt = min(same, key=pos.get)
+        out[-1][1].append(nxt)
+        done.add(nxt)
+    return out
+
+
+def _batch_complete(wh, plan, key: str) -> bool:
+    """A batch counts as built only if its search log holds every query its key names under the
+    current plan (a batch that ran a stale or empty query list is built again)."""
+    from ops.acquisition.batches import parse_batch_key
+
+    if not wh.has_table("search_log", key):
+        return False
+    kind, start, end = parse_batch_key(key)
+    if kind != "q":
+        return True
+    try:
+        expected = max(0, min(end, plan.size()) - start)
+    except Exception:  # noqa: BLE001 - planning errors are reported elsewhere
+        return True
+    return len(wh.read_table("search_log", partition=key, columns=["query_id"])) == expected
+
+
+def fail_dead_runs(instance) -> list[str]:
+    """Runs this instance still shows as started but whose process is gone (a build killed with
+    kill -9): marked failed, so the UI does not show them running forever. Called while holding the
+    data directory's build lock, so no live build of this directory can own them."""
+    from dagster import DagsterRunStatus, RunsFilter
+
+    stale = []
+    for rec in instance.get_run_records(RunsFilter(statuses=[DagsterRunStatus.STARTED, DagsterRunStatus.STARTING])):
+        run = rec.dagster_run
+        pid = (run.tags or {}).get("emoforge/pid")
+        if pid and pid.isdigit() and _pid_alive(int(pid)):
+            continue
+        instance.report_run_failed(run, message="the process running this build ended without finishing it "
+                                                "(killed?); marked failed by the next emoforge build")
+        stale.append(run.run_id[:8])
+    return stale
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _materialized(instance, asset_key, partition: str) -> bool:

@@ -1,10 +1,12 @@
-"""The Dagster definitions: assets, checks, resources, jobs, the refresh sensor and schedule.
+"""The Dagster definitions: assets, checks, resources, jobs, the refresh sensor and schedules.
 
 ``dagster dev`` (from the repo root, via pyproject ``[tool.dagster]``) and ``emoforge build`` load
-the same objects. Runs use the in-process executor: on a 2-core machine each extra process would
-re-import torch and pandas for little gain.
+the same objects: assets and checks are collected from the asset modules (no hand-kept list), and
+every run, from the CLI or the UI, is one of the named jobs below. Runs use the in-process
+executor: on a 2-core machine each extra process would re-import torch and pandas for little gain.
 """
 
+from __future__ import annotations
 
 from dagster import (
     AssetSelection,
@@ -18,36 +20,18 @@ from dagster import (
     SkipReason,
     define_asset_job,
     in_process_executor,
+    load_asset_checks_from_modules,
+    load_assets_from_modules,
     sensor,
 )
 
 from assets import acquisition, annotations, checks, dedup
-from assets.acquisition import planned_batches, scrape_batches
+from assets.acquisition import scrape_batches
 from assets.resources import DemoWebResource, EmoforgeResource
 
-ASSETS = [
-    acquisition.search_queries,
-    acquisition.search_results,
-    acquisition.candidate_urls,
-    acquisition.downloaded_images,
-    dedup.image_hashes,
-    dedup.duplicate_groups,
-    dedup.unique_images,
-    annotations.raw_annotations,
-    annotations.annotator_scores,
-    annotations.merged_annotations,
-    annotations.annotation_stats,
-    annotations.annotation_queue,
-]
-CHECKS = [
-    checks.candidate_urls_valid,
-    checks.downloads_one_status_per_candidate,
-    checks.downloaded_images_within_limits,
-    checks.image_hashes_unique,
-    checks.unique_images_valid,
-    checks.annotations_valid,
-    checks.merged_annotations_valid,
-]
+ASSET_MODULES = [acquisition, dedup, annotations]
+ASSETS = load_assets_from_modules(ASSET_MODULES)
+CHECKS = load_asset_checks_from_modules([checks, *ASSET_MODULES])
 
 # one scrape batch end to end: search, filter, download, hash
 scrape_batch_job = define_asset_job(
@@ -66,18 +50,38 @@ dedup_job = define_asset_job(
     description="Refresh the query list, near-duplicate groups and unique images over all batches.",
 )
 
+annotations_job = define_asset_job(
+    "annotations_job",
+    selection=AssetSelection.groups("annotations"),
+    description="Ingest annotation exports, grade annotators, merge labels, statistics, next batch to annotate.",
+)
 
-def _resources() -> dict:
+JOBS = [scrape_batch_job, dedup_job, annotations_job]
+JOB_ORDER = [j.name for j in JOBS]   # the CLI runs the global stages job by job, in this order when free
+
+
+def job_of(asset_key, graph) -> str:
+    """The named job an asset runs in (CLI builds run every asset in its job)."""
+    node = graph.get(asset_key)
+    if node.partitions_def is not None:
+        return "scrape_batch_job"
+    if node.group_name == "annotations":
+        return "annotations_job"
+    return "dedup_job"
+
+
+def resources_from_env() -> dict:
     emo = EmoforgeResource.from_env()
     return {"emoforge": emo, "demo_web": DemoWebResource(emoforge=emo)}
 
 
 @sensor(job=scrape_batch_job, minimum_interval_seconds=300, default_status=DefaultSensorStatus.STOPPED,
         description="Registers the scrape batches the configuration covers but the instance does not "
-                    "know yet, and requests one run per new batch. Earlier batches are never redone.")
+                    "know yet, and requests one run per new batch. Earlier batches are never redone; "
+                    "each run takes its batch's queries from the current configuration.")
 def new_scrape_batches(context: SensorEvaluationContext, emoforge: EmoforgeResource):
     known = set(context.instance.get_dynamic_partitions(scrape_batches.name))
-    planned = planned_batches(emoforge.settings, sorted(known))
+    planned = emoforge.settings.acquisition.scrape_plan().batches(sorted(known))
     new = [k for k in planned if k not in known]
     if not new:
         return SkipReason(f"all {len(planned)} planned scrape batches are registered")
@@ -93,12 +97,6 @@ refresh_schedule = ScheduleDefinition(
     description="Once a day: fold the new batches' hashes into the near-duplicate index.",
 )
 
-annotations_job = define_asset_job(
-    "annotations_job",
-    selection=AssetSelection.groups("annotations"),
-    description="Ingest annotation exports, grade annotators, merge labels, statistics, next batch to annotate.",
-)
-
 # new annotation exports are picked up by a daily refresh; nothing else is recomputed
 annotations_schedule = ScheduleDefinition(
     name="daily_annotations_refresh", job=annotations_job, cron_schedule="30 3 * * *",
@@ -106,12 +104,18 @@ annotations_schedule = ScheduleDefinition(
     description="Once a day: re-read the annotation exports and refresh merges, statistics and the queue.",
 )
 
-defs = Definitions(
-    assets=ASSETS,
-    asset_checks=CHECKS,
-    jobs=[scrape_batch_job, dedup_job, annotations_job],
-    sensors=[new_scrape_batches],
-    schedules=[refresh_schedule, annotations_schedule],
-    resources=_resources(),
-    executor=in_process_executor,
-)
+
+def build_definitions(resources: dict | None = None) -> Definitions:
+    """The definitions with the given resources (the CLI's), or the environment's (``dagster dev``)."""
+    return Definitions(
+        assets=ASSETS,
+        asset_checks=CHECKS,
+        jobs=JOBS,
+        sensors=[new_scrape_batches],
+        schedules=[refresh_schedule, annotations_schedule],
+        resources=resources if resources is not None else resources_from_env(),
+        executor=in_process_executor,
+    )
+
+
+defs = build_definitions()

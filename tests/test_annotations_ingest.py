@@ -8,10 +8,12 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from ops.annotations.readers import (
-    FINDINGEMO_COLUMNS, FINDINGEMO_REJECT_TAGS, AnnotationSourceError, annotations_to_arrow,
-    concat_sources, default_findingemo_path, durations_from_timestamps, normalize_image_path,
-    query_emotion_word, query_of_path, read_findingemo_ann, read_long, read_vote_counts, reject_summary,
+from ops.annotations.grading import durations_from_timestamps
+from ops.annotations.parsing import normalize_image_path, query_emotion_word, query_of_path
+from ops.annotations.readers import read_findingemo_ann, read_long, read_vote_counts
+from ops.annotations.schema import (
+    FINDINGEMO_COLUMNS, FINDINGEMO_REJECT_TAGS, AnnotationSourceError, annotations_to_arrow, concat_sources,
+    default_findingemo_path, reject_summary,
 )
 
 HEADER = ",".join(FINDINGEMO_COLUMNS)

@@ -46,12 +46,16 @@ def test_unreadable_and_invalid_yaml(tmp_path):
 def test_relative_paths_are_relative_to_the_config_file(tmp_path, monkeypatch):
     d = tmp_path / "conf"
     d.mkdir()
+    gold = tmp_path / "elsewhere" / "gold.csv"   # an absolute path stays as it is
+    gold.parent.mkdir()
+    gold.write_text("image_id,keep\n")
+    (d / "a.csv").write_text("i,w\n")           # files the configuration names must exist (checked at load)
     (d / "c.yaml").write_text("data_dir: out\nacquisition:\n  provider:\n    url_list:\n      path: lists/u.csv\n"
                               "annotations:\n  sources:\n    - {kind: long, path: a.csv, mapping: {image_id: i, annotator_id: w}}\n"
-                              "  grading:\n    gold_path: /abs/gold.csv\n")
+                              f"  grading:\n    gold_path: {gold}\n")
     monkeypatch.chdir(tmp_path)
     c = load_config("conf/c.yaml")
     assert c.data_dir == str(d / "out")
     assert c.acquisition.provider.url_list.path == str(d / "lists" / "u.csv")
     assert c.annotations.sources[0].path == str(d / "a.csv")
-    assert c.annotations.grading.gold_path == "/abs/gold.csv"
+    assert c.annotations.grading.gold_path == str(gold)

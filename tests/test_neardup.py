@@ -9,12 +9,11 @@ import pandas as pd
 import pytest
 
 from ops.dedup import hash_index as neardup
+from ops.dedup.grouping import choose_representatives, connected_components
 from ops.dedup.hash_index import (
     HashIndex,
     IndexParameterMismatch,
     band_masks,
-    choose_representatives,
-    connected_components,
     find_pairs,
     hashes_from_hex,
 )
@@ -198,17 +197,17 @@ def test_index_parameter_mismatch(tmp_path):
 def test_index_crash_before_commit_keeps_previous_state(tmp_path, monkeypatch):
     idx = HashIndex(tmp_path, 2, fsync=False)
     idx.add(["a", "b"], np.array([0, 1], dtype=np.uint64))
-    real = neardup._atomic_write
+    real = neardup.atomic_write
 
-    def failing(path, write, *, fsync):
+    def failing(path, write, *, durable):
         if path.name == "meta.json":
             raise OSError("disk full")
-        real(path, write, fsync=fsync)
+        real(path, write, durable=durable)
 
-    monkeypatch.setattr(neardup, "_atomic_write", failing)
+    monkeypatch.setattr(neardup, "atomic_write", failing)
     with pytest.raises(OSError):
         HashIndex(tmp_path, 2).add(["c"], np.array([3], dtype=np.uint64))
-    monkeypatch.setattr(neardup, "_atomic_write", real)
+    monkeypatch.setattr(neardup, "atomic_write", real)
     idx = HashIndex(tmp_path, 2)
     assert list(idx.keys) == ["a", "b"]
     out = idx.add(["c", "d"], np.array([3, 2**64 - 2**16], dtype=np.uint64))

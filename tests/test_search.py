@@ -4,9 +4,8 @@ import pandas as pd
 import pytest
 
 from ops.acquisition.queries import findingemo_data_dir
-from ops.acquisition.search import (
-    HttpJsonSearch, UrlListError, UrlListSpec, load_url_list, run_searches, url_list_hits,
-)
+from ops.acquisition.search import HttpJsonSearch, run_searches
+from ops.acquisition.url_lists import UrlListError, UrlListSpec, load_url_list, url_list_hits
 
 
 def test_findingemo_url_list_groups_backups_in_idx_order():

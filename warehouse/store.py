@@ -22,16 +22,14 @@ import json
 import os
 import re
 import tempfile
-import time
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import BinaryIO, Callable, Iterator
 
 import duckdb
 import pandas as pd
 import pyarrow as pa
+import pyarrow.dataset as ds
 import pyarrow.parquet as pq
-from filelock import FileLock
 
 _NAME_RE = re.compile(r"^[a-z][a-z0-9_]*$")
 _KEY_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.=-]*$")
@@ -51,18 +49,22 @@ def _check_key(key: str) -> None:
         raise ValueError(f"invalid partition key {key!r}: use letters, digits, '_', '.', '=', '-'")
 
 
-def atomic_write_bytes(path: Path, data: bytes, fsync: bool = True) -> None:
-    """Write ``data`` to ``path`` via a temporary file in the same directory and a rename.
+def atomic_write(path: Path, write: Callable[[BinaryIO], None], *, durable: bool = True) -> None:
+    """The one way emoforge writes a file: ``write(fh)`` into a temporary file in the same directory,
+    then a rename, so readers see the old file or the new one, never half of one.
 
-    The rename makes the write atomic for readers; ``fsync`` also makes it durable before return.
+    ``durable``: the file's bytes and the rename are on disk before return (fsync of the file and of
+    its directory). Without it the write is still atomic for readers, but a power cut may lose it
+    (callers that skip it check their files on the next run, as the downloader does with blobs).
     """
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
+            write(fh)
             fh.flush()
-            if fsync:
+            if durable:
                 os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException:
@@ -71,26 +73,47 @@ def atomic_write_bytes(path: Path, data: bytes, fsync: bool = True) -> None:
         except FileNotFoundError:
             pass
         raise
+    if durable:
+        dfd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
 
 
-def atomic_write_parquet(path: Path, table: pa.Table | pd.DataFrame) -> None:
-    """Write a Parquet file atomically (temporary name + rename)."""
+def atomic_write_bytes(path: Path, data: bytes, durable: bool = True) -> None:
+    """:func:`atomic_write` of bytes."""
+    atomic_write(path, lambda fh: fh.write(data), durable=durable)
+
+
+def atomic_write_parquet(path: Path, table: pa.Table | pd.DataFrame, durable: bool = True) -> None:
+    """:func:`atomic_write` of a Parquet file (zstd)."""
     if isinstance(table, pd.DataFrame):
         table = pa.Table.from_pandas(table, preserve_index=False)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        pq.write_table(table, tmp, compression="zstd")
-        with open(tmp, "rb") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+    atomic_write(path, lambda fh: pq.write_table(table, fh, compression="zstd"), durable=durable)
+
+
+def to_arrow(df: pd.DataFrame | pa.Table, schema: pa.Schema | None = None) -> pa.Table:
+    """A DataFrame (or table) as Arrow, cast to ``schema`` when given: missing columns become NULL
+    columns of the schema's type, extra columns are kept after the schema's (typed as inferred)."""
+    table = df if isinstance(df, pa.Table) else pa.Table.from_pandas(df, preserve_index=False)
+    if schema is None:
+        return table
+    cols, fields = [], []
+    for f in schema:
+        if f.name in table.column_names:
+            col = table.column(f.name)
+            if not col.type.equals(f.type):
+                col = col.cast(f.type) if not pa.types.is_null(col.type) else pa.nulls(len(table), f.type)
+        else:
+            col = pa.nulls(len(table), f.type)
+        cols.append(col)
+        fields.append(f)
+    for name in table.column_names:
+        if name not in schema.names:
+            cols.append(table.column(name))
+            fields.append(table.schema.field(name))
+    return pa.Table.from_arrays(cols, schema=pa.schema(fields))
 
 
 def _to_pandas(table: pa.Table) -> pd.DataFrame:
@@ -137,7 +160,7 @@ class BlobStore:
         as the downloader does with ``has_complete``)."""
         sha = hashlib.sha256(data).hexdigest()
         if not self.has_complete(sha, len(data)):  # absent, or cut short by a crash: (re)write
-            atomic_write_bytes(self.path(sha), data, fsync=durable)
+            atomic_write_bytes(self.path(sha), data, durable=durable)
         return sha
 
     def get(self, sha256: str) -> bytes:
@@ -174,17 +197,70 @@ class Warehouse:
         p.parent.mkdir(parents=True, exist_ok=True)
         return p
 
+    def download_journal(self, batch: str) -> Path:
+        """The downloader's resume journal of one scrape batch."""
+        _check_key(batch)
+        return self.state_path("download_journal", f"{batch}.jsonl")
+
+    def phash_index_dir(self, mode: str) -> Path:
+        """The persistent near-duplicate index of one pHash mode."""
+        return self.state_path(f"phash_index_{mode}", "x").parent
+
+    # ---- lookups over the history of partitioned tables ------------------------------------------
+    def seen_urls(self, before: str) -> set[str]:
+        """Normalized URLs that ``candidate_urls`` partitions before ``before`` made candidates."""
+        seen: set[str] = set()
+        for k in self.partitions("candidate_urls"):
+            if k < before:
+                prev = self.read_table("candidate_urls", partition=k, columns=["normalized_url"])
+                seen.update(prev.loc[prev["normalized_url"].notna(), "normalized_url"])
+        return seen
+
+    def known_hashes(self, shas: list[str], mode: str, exclude_batch: str | None = None) -> dict[str, tuple]:
+        """pHashes (hex, error) already computed in ``mode`` for these SHA-256s by other batches."""
+        want = set(shas)
+        out: dict[str, tuple] = {}
+        for k in self.partitions("image_hashes"):
+            if k == exclude_batch:
+                continue
+            prev = self.read_table("image_hashes", partition=k, columns=["sha256", "phash", "hash_mode", "hash_error"])
+            prev = prev[(prev["hash_mode"] == mode) & prev["sha256"].isin(want)]
+            out.update(zip(prev["sha256"], zip(prev["phash"], prev["hash_error"])))
+        return out
+
     def export_path(self, name: str) -> Path:
         self.exports_dir.mkdir(parents=True, exist_ok=True)
         return self.exports_dir / name
 
     # ---- tables -------------------------------------------------------------------------------
-    def write_table(self, name: str, df: pd.DataFrame | pa.Table, partition: str | None = None) -> Path:
-        """Write one table (or one partition of it) atomically and register its view."""
+    def write_table(self, name: str, df: pd.DataFrame | pa.Table, partition: str | None = None,
+                    schema: pa.Schema | None = None, refresh: bool = True) -> Path:
+        """Write one table (or one partition of it) atomically; rebuild the catalog unless it
+        already covers the table (a new partition of a known table with the known columns needs no
+        rebuild: its view reads every partition file at query time, so a batch costs the same at
+        batch 10 and batch 1,000). ``refresh=False`` leaves the catalog to the caller.
+
+        ``schema``: the table's fixed Arrow schema; the data is cast to it (an empty batch or a
+        column that is NULL in every row then has the same types as every other batch)."""
         path = self.table_path(name, partition)
-        atomic_write_parquet(path, df)
-        self.refresh_catalog()
+        table = to_arrow(df, schema)
+        atomic_write_parquet(path, table)
+        if refresh and not self.catalog_covers(name, path):
+            self.refresh_catalog()
         return path
+
+    def catalog_covers(self, name: str, path: Path) -> bool:
+        """The catalog already has table ``name`` with a schema that holds every column of the file
+        ``path`` (the same columns for a plain table), so it needs no rebuild for this file."""
+        from warehouse.catalog import _schema_from_b64, file_schema, read_catalog, schema_covers
+
+        info = read_catalog(self.root).get("tables", {}).get(name)
+        if info is None or not self.db_path.exists():
+            return False
+        known, new = _schema_from_b64(info["schema"]), file_schema(path)
+        if not info.get("partitioned") and set(known.names) != set(new.names):
+            return False  # a plain table's view binds its columns: any change needs a rebuild
+        return schema_covers(known, new)
 
     def has_table(self, name: str, partition: str | None = None) -> bool:
         if partition is not None:
@@ -200,7 +276,9 @@ class Warehouse:
             yield from sorted(d.glob("*.parquet"))
 
     def read_table(self, name: str, partition: str | None = None, columns: list[str] | None = None) -> pd.DataFrame:
-        """Read a table; for a partitioned table without ``partition``, all partitions together.
+        """Read a table; for a partitioned table without ``partition``, all partitions together,
+        under one schema (files written before the schemas were fixed are read too: a column that
+        is NULL in every row of a file takes the type the other files give it).
 
         Columns that are NULL in every row (Arrow type ``null``) are read as strings, so that
         pandas code filling them in (``where``, ``fillna``) works the same as on a filled column.
@@ -213,59 +291,56 @@ class Warehouse:
                 f"table {name!r} has not been materialized yet in {self.tables_dir} "
                 f"(build it first, e.g. `emoforge build --select {name}`)"
             )
-        tables = [pq.read_table(f, columns=columns) for f in files]
-        return _to_pandas(pa.concat_tables(tables, promote_options="permissive"))
+        from warehouse.catalog import unified_schema
 
-    def _view_sql(self, name: str) -> str | None:
-        single = self.table_path(name)
-        if single.exists():
-            return f"CREATE OR REPLACE VIEW {name} AS SELECT * FROM read_parquet('{single.as_posix()}')"
-        if any(self._partition_files(name)):
-            glob = (self.tables_dir / name / "*.parquet").as_posix()
-            return (
-                f"CREATE OR REPLACE VIEW {name} AS SELECT * FROM "
-                f"read_parquet('{glob}', union_by_name = true, filename = 'partition_file')"
-            )
-        return None
+        schema = unified_schema(files)
+        if columns is not None:
+            schema = pa.schema([schema.field(c) for c in columns if c in schema.names])
+        dataset = ds.dataset([str(f) for f in files], schema=schema, format="parquet")
+        return _to_pandas(dataset.to_table(columns=columns))
 
     def table_names(self) -> list[str]:
-        names = {p.stem for p in self.tables_dir.glob("*.parquet")}
-        names |= {p.name for p in self.tables_dir.iterdir() if p.is_dir() and any(p.glob("*.parquet"))} if self.tables_dir.exists() else set()
-        return sorted(n for n in names if _NAME_RE.match(n))
+        from warehouse.catalog import table_names
 
-    @contextmanager
-    def _writer(self, timeout: float = 120.0):
-        """The one DuckDB writer: a file lock serialises processes; retry covers outside readers."""
+        return table_names(self.root)
+
+    # ---- the DuckDB catalog -----------------------------------------------------------------------
+    @property
+    def _lock_path(self) -> Path:
+        return self.root / ".warehouse.lock"
+
+    def refresh_catalog(self) -> dict:
+        """Rebuild the DuckDB catalog (a new file renamed into place; see ``warehouse.catalog``)."""
+        from warehouse.catalog import build_catalog, registered_views
+
         self.root.mkdir(parents=True, exist_ok=True)
-        with FileLock(str(self.root / ".warehouse.lock"), timeout=timeout):
-            deadline = time.monotonic() + timeout
-            while True:
-                try:
-                    con = duckdb.connect(str(self.db_path))
-                    break
-                except duckdb.IOException:
-                    if time.monotonic() > deadline:
-                        raise
-                    time.sleep(0.2)
-            try:
-                yield con
-            finally:
-                con.close()
+        return build_catalog(self.root, self.db_path, registered_views(self.root), self._lock_path)
 
-    def refresh_catalog(self, extra_sql: list[str] | None = None) -> None:
-        """(Re)create one view per Parquet table, plus any extra views, in the DuckDB file."""
-        with self._writer() as con:
-            for name in self.table_names():
-                sql = self._view_sql(name)
-                if sql:
-                    con.execute(sql)
-            for sql in extra_sql or []:
-                con.execute(sql)
+    def register_views(self, views: dict[str, str]) -> dict:
+        """Add or replace SQL views (name -> SELECT) that every catalog build recreates; rebuild."""
+        from warehouse.catalog import register_views
+
+        register_views(self.root, views, self._lock_path)
+        return self.refresh_catalog()
 
     def connect(self, read_only: bool = True) -> duckdb.DuckDBPyConnection:
-        """Open the catalog. Readers get a read-only connection (the default)."""
-        if not self.db_path.exists():
-            raise FileNotFoundError(
-                f"no warehouse at {self.db_path}: build something first (emoforge build --data-dir {self.root})"
-            )
-        return duckdb.connect(str(self.db_path), read_only=read_only)
+        """A read-only, locked-down session over the catalog (``warehouse.catalog.open_session``)."""
+        if not read_only:
+            raise ValueError("the catalog is written only by Warehouse.refresh_catalog; sessions are read-only")
+        from warehouse.catalog import open_session
+
+        return open_session(self.root, self.db_path)
+
+    def query(self, sql: str) -> pd.DataFrame:
+        """Run a read-only query and return the result as a DataFrame."""
+        con = self.connect()
+        try:
+            return con.execute(sql).df()
+        finally:
+            con.close()
+
+    def write_export(self, name: str, data: bytes) -> Path:
+        """A file for people or other tools under ``exports/`` (atomic)."""
+        path = self.export_path(name)
+        atomic_write_bytes(path, data)
+        return path

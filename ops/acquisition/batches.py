@@ -9,6 +9,15 @@ batches alone.
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Iterable, Mapping, Sequence
+
+import pandas as pd
+
+from ops.acquisition.queries import generate_queries, query_id
+from ops.acquisition.url_lists import UrlListSpec, load_url_list
 
 _KEY = re.compile(r"^(?P<kind>[qu])(?P<start>\d+)-(?P<end>\d+)$")
 
@@ -46,3 +55,92 @@ def extend_batches(kind: str, total: int, per_batch: int, existing: list[str] | 
     for s in range(start, total, per_batch):
         keys.append(f"{kind}{s:0{width}d}-{min(s + per_batch, total):0{width}d}")
     return keys
+
+
+# ---- the plan of a configuration -------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class ScrapePlan:
+    """What a configuration asks to scrape, in plain values (``ops.config`` builds it).
+
+    Search providers (``ddgs``, ``demo``): the queries are every combination of the keyword sets
+    (FindingEmo §2.3.1), optionally cut to the first ``max_queries``, in batches of
+    ``queries_per_batch``. URL lists: the list's items in batches of ``items_per_batch``.
+    Both the CLI and the Dagster sensor plan batches with :meth:`batches`, and every asset that
+    runs a batch takes its queries from :meth:`batch_queries` (from the current configuration,
+    never from a stored query table that may be stale).
+    """
+
+    provider: str                                  # ddgs | demo | url_list
+    keywords: Mapping[str, Sequence[str]] = field(default_factory=dict)   # emotions, people, settings
+    max_queries: int | None = None
+    queries_per_batch: int = 50
+    url_list: UrlListSpec | None = None
+    max_items: int | None = None
+    items_per_batch: int = 5000
+
+    @property
+    def kind(self) -> str:
+        """The batch-key kind: ``u`` for URL-list items, ``q`` for queries."""
+        return "u" if self.provider == "url_list" else "q"
+
+    def queries(self) -> pd.DataFrame:
+        """Every planned query (FindingEmo §2.3.1), with the batch key of each."""
+        if self.provider == "url_list":
+            items = self.url_items()
+            qs = items["query"].dropna().drop_duplicates().tolist()
+            q = pd.DataFrame({"query_index": range(len(qs)), "query_id": [query_id(x) for x in qs], "query": qs})
+            q["batch"] = None
+            return q
+        k = self.keywords
+        q = generate_queries(list(k["emotions"]), list(k["people"]), list(k["settings"]))
+        if self.max_queries is not None:
+            q = q.head(self.max_queries)
+        keys = batch_keys("q", len(q), self.queries_per_batch)
+        q["batch"] = [keys[i // self.queries_per_batch] for i in q["query_index"]]
+        return q
+
+    def url_items(self) -> pd.DataFrame:
+        """The URL list's items (parsed once per process and file version)."""
+        if self.url_list is None:
+            raise ValueError("this plan has no URL list (provider is not url_list)")
+        return _url_items_cached(self.url_list, self.max_items, *_file_version(self.url_list.path)).copy()
+
+    def size(self) -> int:
+        """Units to scrape: queries, or URL-list items."""
+        return len(self.url_items()) if self.kind == "u" else len(self.queries())
+
+    def batches(self, existing: Iterable[str] = ()) -> list[str]:
+        """The batch keys this plan covers, keeping the existing batches as they are (a refresh
+        registers only the missing ones, starting where the last batch ended)."""
+        per = self.items_per_batch if self.kind == "u" else self.queries_per_batch
+        return extend_batches(self.kind, self.size(), per, tuple(existing))
+
+    def batch_queries(self, key: str) -> pd.DataFrame:
+        """The queries a query batch names, from the current keyword sets."""
+        kind, start, end = parse_batch_key(key)
+        if kind != "q":
+            raise ValueError(f"batch {key} is a URL-list batch, not a query batch")
+        if self.provider == "url_list":
+            raise ValueError(f"batch {key} is a query batch but the provider is 'url_list'")
+        q = self.queries()
+        return q[(q["query_index"] >= start) & (q["query_index"] < end)].reset_index(drop=True)
+
+    def batch_items(self, key: str) -> pd.DataFrame:
+        """The URL-list items a URL-list batch names."""
+        kind, start, end = parse_batch_key(key)
+        if kind != "u":
+            raise ValueError(f"batch {key} is a query batch, not a URL-list batch")
+        if self.provider != "url_list":
+            raise ValueError(f"batch {key} is a URL-list batch but the provider is {self.provider!r}")
+        return self.url_items().iloc[start:end]
+
+
+def _file_version(path: Path) -> tuple[str, int, int]:
+    st = Path(path).stat()
+    return str(Path(path).resolve()), st.st_size, st.st_mtime_ns
+
+
+@lru_cache(maxsize=4)
+def _url_items_cached(spec: UrlListSpec, max_items: int | None, _path: str, _size: int, _mtime: int) -> pd.DataFrame:
+    return load_url_list(spec, max_items=max_items)

@@ -34,16 +34,9 @@ server stay in that worker's session (they are only ever sent back to the same s
 from __future__ import annotations
 
 import email.utils
-import hashlib
-import heapq
-import io
-import itertools
-import json
-import os
 import queue
 import random
 import re
-import socket
 import threading
 import time
 from dataclasses import dataclass, field
@@ -54,15 +47,13 @@ from urllib.parse import urljoin, urlsplit, urlunsplit
 
 import pandas as pd
 import requests
-from PIL import Image, ImageOps, UnidentifiedImageError
-from requests.adapters import HTTPAdapter
-from urllib3.connection import HTTPConnection, HTTPSConnection
-from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.exceptions import ReadTimeoutError
 
 from ops.acquisition import statuses as st
-from ops.config import DownloadConfig
+from ops.acquisition.images import ImageCheck, inspect_image  # noqa: F401  (inspect_image: part of this module's API)
+from ops.acquisition.journal import Journal
 from ops.acquisition.netguard import AllowList, BlockedAddressError, ResolutionError, guard_host
+from ops.acquisition.transport import TLS, Deadline, PinnedAdapter, Watchdog, ascii_host, default_port
 
 # Output columns, in order (the contract with the assets that read the table).
 COLUMNS = [
@@ -74,10 +65,32 @@ _INT_COLUMNS = ("url_index", "attempts", "http_status", "bytes", "width", "heigh
 
 # Formats PIL may open. Restricting them keeps PIL from handing PostScript (EPS) to Ghostscript
 # and similar surprises: a web image dataset needs no more than these.
-IMAGE_FORMATS = ("JPEG", "PNG", "GIF", "WEBP", "BMP", "TIFF")
-
 _REDIRECT_CODES = frozenset({301, 302, 303, 307, 308})
 _CHUNK = 64 * 1024
+
+
+# ---------------------------------------------------------------------------------------------
+# The parameters
+# ---------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class DownloadSettings:
+    """The downloader's limits and politeness (``acquisition.download`` of the configuration)."""
+
+    concurrency: int = 8
+    per_host: int = 2
+    connect_timeout: float = 5.0
+    read_timeout: float = 20.0
+    max_bytes: int = 20_000_000
+    retries: int = 3
+    backoff_base: float = 0.5
+    backoff_max: float = 30.0
+    max_retry_after: float = 60.0        # a longer Retry-After: give up with http_429/503
+    max_redirects: int = 5
+    user_agent: str = "emoforge/0.1 (+research dataset builder)"
+    allow_hosts: tuple[str, ...] = ()    # hosts/IPs/CIDRs exempt from the address guard
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "allow_hosts", tuple(self.allow_hosts))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -96,64 +109,6 @@ class DownloadItem:
         object.__setattr__(self, "urls", tuple(self.urls))
         if not self.urls:
             raise ValueError(f"candidate {self.candidate_id!r} has no URL")
-
-
-# ---------------------------------------------------------------------------------------------
-# Image check (FindingEmo §2.3.1 width filter)
-# ---------------------------------------------------------------------------------------------
-@dataclass
-class ImageCheck:
-    status: str
-    width: int | None = None
-    height: int | None = None
-    image_format: str | None = None
-    error: str | None = None
-
-
-def inspect_image(data: bytes, min_width: int, max_width: int) -> ImageCheck:
-    """Decode ``data`` fully with PIL and apply FindingEmo's width filter (§2.3.1).
-
-    Never trusts a Content-Type: only a full decode (``Image.open`` + ``load``) makes an image.
-    ``ImageFile.LOAD_TRUNCATED_IMAGES`` stays False, so data that stops early is ``truncated``.
-    PIL's decompression-bomb guard stays on: above ``Image.MAX_IMAGE_PIXELS`` pixels (PIL's
-    warning level, here an error) or twice that (PIL's error level) the image is a
-    ``decompression_bomb``, refused before its pixels are decoded. The width is measured after
-    EXIF orientation (a 700x900 JPEG with Orientation 6 is 900 wide) and the limits are exclusive:
-    ok only if ``min_width < w < max_width``.
-    """
-    try:
-        img = Image.open(io.BytesIO(data), formats=IMAGE_FORMATS)
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
-        return ImageCheck(st.DECOMPRESSION_BOMB, error=str(e))
-    except UnidentifiedImageError:
-        return ImageCheck(st.NOT_AN_IMAGE, error="PIL cannot identify the data as an image")
-    except Exception as e:  # noqa: BLE001 - PIL raises many kinds on garbage headers
-        return ImageCheck(st.NOT_AN_IMAGE, error=f"{type(e).__name__}: {e}")
-    with img:
-        fmt = img.format
-        w0, h0 = img.size
-        limit = Image.MAX_IMAGE_PIXELS
-        if limit and w0 * h0 > limit:  # PIL only warns between 1x and 2x: we refuse
-            return ImageCheck(st.DECOMPRESSION_BOMB, w0, h0, fmt,
-                              f"{w0}x{h0} = {w0 * h0} pixels exceeds MAX_IMAGE_PIXELS {limit}")
-        try:
-            img.load()                               # the full decode
-            ImageOps.exif_transpose(img, in_place=True)
-        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
-            return ImageCheck(st.DECOMPRESSION_BOMB, w0, h0, fmt, str(e))
-        except OSError as e:
-            msg = str(e)
-            if "truncated" in msg or "broken data stream" in msg:
-                return ImageCheck(st.TRUNCATED, w0, h0, fmt, msg)
-            return ImageCheck(st.NOT_AN_IMAGE, w0, h0, fmt, f"decode failed: {msg}")
-        except Exception as e:  # noqa: BLE001 - corrupt data makes plugins raise anything
-            return ImageCheck(st.NOT_AN_IMAGE, w0, h0, fmt, f"decode failed: {type(e).__name__}: {e}")
-        w, h = img.size
-    if w <= min_width:
-        return ImageCheck(st.TOO_SMALL, w, h, fmt, f"width {w} <= min_width {min_width}")
-    if w >= max_width:
-        return ImageCheck(st.TOO_WIDE, w, h, fmt, f"width {w} >= max_width {max_width}")
-    return ImageCheck(st.OK, w, h, fmt)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -219,236 +174,6 @@ class _HostGate:
 # ---------------------------------------------------------------------------------------------
 # Total deadline per request: one watchdog thread shuts down the socket of an overdue request
 # ---------------------------------------------------------------------------------------------
-_TLS = threading.local()  # .deadline: the _Deadline of the request this worker thread is sending
-
-
-class _Deadline:
-    def __init__(self, seconds: float):
-        self.expires = time.monotonic() + seconds
-        self.fired = False
-        self.done = False
-        self._conn: Any = None
-        self._lock = threading.Lock()
-
-    def attach(self, conn: Any) -> None:
-        """Called by the connection when it sends/receives, so the watchdog knows its socket."""
-        with self._lock:
-            self._conn = conn
-            fired = self.fired
-        if fired:
-            self._kill(conn)
-
-    def fire(self) -> None:
-        with self._lock:
-            if self.done:
-                return
-            self.fired = True
-            conn = self._conn
-        if conn is not None:
-            self._kill(conn)
-
-    @staticmethod
-    def _kill(conn: Any) -> None:
-        sock = getattr(conn, "sock", None)
-        if sock is not None:
-            try:
-                sock.shutdown(socket.SHUT_RDWR)  # wakes a recv blocked in another thread
-            except OSError:
-                pass
-
-    def finish(self) -> None:
-        with self._lock:
-            self.done = True
-            self._conn = None
-
-    @property
-    def expired(self) -> bool:
-        return self.fired or time.monotonic() >= self.expires
-
-
-class _Watchdog:
-    """One thread per run that fires overdue deadlines (instead of a timer thread per request)."""
-
-    def __init__(self) -> None:
-        self._cv = threading.Condition()
-        self._heap: list[tuple[float, int, _Deadline]] = []
-        self._seq = itertools.count()
-        self._closed = False
-        self._thread = threading.Thread(target=self._loop, name="download-watchdog", daemon=True)
-        self._thread.start()
-
-    def add(self, d: _Deadline) -> None:
-        with self._cv:
-            heapq.heappush(self._heap, (d.expires, next(self._seq), d))
-            self._cv.notify()
-
-    def close(self) -> None:
-        with self._cv:
-            self._closed = True
-            self._cv.notify()
-
-    def _loop(self) -> None:
-        with self._cv:
-            while not self._closed:
-                now = time.monotonic()
-                while self._heap and self._heap[0][0] <= now:
-                    heapq.heappop(self._heap)[2].fire()
-                self._cv.wait(self._heap[0][0] - now if self._heap else None)
-
-
-def _attach_deadline(conn: Any) -> None:
-    d = getattr(_TLS, "deadline", None)
-    if d is not None:
-        d.attach(conn)
-
-
-class _TrackedHTTPConnection(HTTPConnection):
-    def request(self, *args: Any, **kwargs: Any) -> None:
-        _attach_deadline(self)
-        super().request(*args, **kwargs)
-
-    def getresponse(self, *args: Any, **kwargs: Any):  # type: ignore[override]
-        _attach_deadline(self)  # again: the socket exists now, and the deadline may have fired
-        return super().getresponse(*args, **kwargs)
-
-
-class _TrackedHTTPSConnection(HTTPSConnection):
-    def request(self, *args: Any, **kwargs: Any) -> None:
-        _attach_deadline(self)
-        super().request(*args, **kwargs)
-
-    def getresponse(self, *args: Any, **kwargs: Any):  # type: ignore[override]
-        _attach_deadline(self)
-        return super().getresponse(*args, **kwargs)
-
-
-class _HTTPPool(HTTPConnectionPool):
-    ConnectionCls = _TrackedHTTPConnection
-
-
-class _HTTPSPool(HTTPSConnectionPool):
-    ConnectionCls = _TrackedHTTPSConnection
-
-
-# ---------------------------------------------------------------------------------------------
-# Address pinning (DNS-rebinding defence)
-# ---------------------------------------------------------------------------------------------
-def _default_port(scheme: str) -> int:
-    return 443 if scheme == "https" else 80
-
-
-def _ascii_host(host: str) -> str:
-    """The host as requests will send it: lower case, IDNA-encoded (bücher.de -> xn--bcher-kva.de)."""
-    try:
-        return host.encode("ascii").decode().lower()
-    except UnicodeEncodeError:
-        pass
-    try:
-        return requests.models.PreparedRequest._get_idna_encoded_host(host).lower()
-    except Exception:  # noqa: BLE001 - requests raises UnicodeError or its own InvalidURL
-        return host.encode("idna").decode("ascii").lower()
-
-
-class PinnedAdapter(HTTPAdapter):
-    """A requests adapter that connects to the address the guard checked, never re-resolving.
-
-    Before each request the downloader calls :meth:`pin` with the (scheme, host, port) of the URL
-    and the checked IP. The connection pool is then keyed and connected by that IP; the Host
-    header carries the host name, and for HTTPS the SNI name and certificate check use the host
-    name (``server_hostname``). A request with no pin fails closed (``BlockedAddressError``).
-    """
-
-    def __init__(self, **kwargs: Any):
-        self._pins: dict[tuple[str, str, int], str] = {}
-        super().__init__(**kwargs)
-
-    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
-        super().init_poolmanager(*args, **kwargs)
-        self.poolmanager.pool_classes_by_scheme = {"http": _HTTPPool, "https": _HTTPSPool}
-
-    def pin(self, scheme: str, host: str, port: int, ip: str) -> None:
-        self._pins[(scheme, host.lower(), port)] = ip
-
-    def build_connection_pool_key_attributes(self, request, verify, cert=None):  # type: ignore[override]
-        host_params, pool_kwargs = super().build_connection_pool_key_attributes(request, verify, cert)
-        scheme = host_params["scheme"]
-        host = (host_params["host"] or "").lower()
-        port = host_params["port"] or _default_port(scheme)
-        ip = self._pins.get((scheme, host, port))
-        if ip is None:
-            raise BlockedAddressError(f"no checked address for {scheme}://{host}:{port} (not guarded)")
-        host_params = dict(host_params, host=ip, port=port)
-        if scheme == "https":
-            pool_kwargs = dict(pool_kwargs, server_hostname=host)
-        return host_params, pool_kwargs
-
-
-# ---------------------------------------------------------------------------------------------
-# The journal (resume)
-# ---------------------------------------------------------------------------------------------
-class _Journal:
-    """Append-only JSON lines, one per finished candidate, fsynced before the item is counted."""
-
-    def __init__(self, path: Path):
-        self.path = Path(path)
-        self._fh: Any = None
-
-    def load(self) -> dict[str, dict]:
-        """Rows already journaled, by candidate_id (the last one wins). Repairs a torn tail.
-
-        A last line without its newline is a write cut short by a crash: kept if it still parses
-        as a complete row (its newline is then added), else cut off the file, so that new lines
-        never get glued to it.
-        """
-        rows: dict[str, dict] = {}
-        if not self.path.exists():
-            return rows
-        data = self.path.read_bytes()
-        complete_end = data.rfind(b"\n") + 1
-        body, tail = data[:complete_end], data[complete_end:]
-        for line in body.splitlines():
-            row = self._parse(line)
-            if row is not None:
-                rows[row["candidate_id"]] = row
-        if tail:
-            row = self._parse(tail)
-            with open(self.path, "r+b") as fh:
-                if row is not None:
-                    rows[row["candidate_id"]] = row
-                    fh.seek(0, os.SEEK_END)
-                    fh.write(b"\n")
-                else:
-                    fh.truncate(complete_end)
-                fh.flush()
-                os.fsync(fh.fileno())
-        return rows
-
-    @staticmethod
-    def _parse(line: bytes) -> dict | None:
-        try:
-            row = json.loads(line)
-        except (ValueError, UnicodeDecodeError):
-            return None
-        if not isinstance(row, dict) or not isinstance(row.get("candidate_id"), str) \
-                or not isinstance(row.get("status"), str):
-            return None
-        return row
-
-    def append(self, rows: list[dict]) -> None:
-        if self._fh is None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._fh = open(self.path, "ab")
-        payload = b"".join(json.dumps(r, ensure_ascii=False).encode() + b"\n" for r in rows)
-        self._fh.write(payload)
-        self._fh.flush()
-        os.fsync(self._fh.fileno())
-
-    def close(self) -> None:
-        if self._fh is not None:
-            self._fh.close()
-            self._fh = None
-
-
 # ---------------------------------------------------------------------------------------------
 # The downloader
 # ---------------------------------------------------------------------------------------------
@@ -482,7 +207,7 @@ class _UrlResult:
 @dataclass
 class _Run:
     stop: threading.Event = field(default_factory=threading.Event)
-    watchdog: _Watchdog = field(default_factory=_Watchdog)
+    watchdog: Watchdog = field(default_factory=Watchdog)
 
 
 class Downloader:
@@ -501,7 +226,7 @@ class Downloader:
     trusted. This lets ``put_blob`` skip the per-file fsync, the largest cost after decoding.
     """
 
-    def __init__(self, cfg: DownloadConfig, *, min_width: int, max_width: int,
+    def __init__(self, cfg: DownloadSettings, *, min_width: int, max_width: int,
                  put_blob: Callable[[bytes], str], session_factory: Callable[[], requests.Session] | None = None,
                  is_stored: Callable[[str, int], bool] | None = None):
         self.cfg = cfg
@@ -545,9 +270,9 @@ class Downloader:
     def _request_once(self, session: requests.Session, url: str, host_header: str, run: _Run) -> _Hop:
         """One GET without following redirects, bounded by timeouts, max_bytes and a deadline."""
         cfg = self.cfg
-        deadline = _Deadline(self.deadline_s)
+        deadline = Deadline(self.deadline_s)
         run.watchdog.add(deadline)
-        _TLS.deadline = deadline
+        TLS.deadline = deadline
         resp = None
         try:
             resp = session.get(url, headers={"Host": host_header}, allow_redirects=False, stream=True,
@@ -594,7 +319,7 @@ class Downloader:
                 return _Hop(st.TIMEOUT, code, error=_short(e))
             return _Hop(st.CONNECTION_ERROR, code, error=_short(e))
         finally:
-            _TLS.deadline = None
+            TLS.deadline = None
             deadline.finish()
             if resp is not None:
                 resp.close()
@@ -614,7 +339,7 @@ class Downloader:
                 parts = urlsplit(current)
                 scheme = parts.scheme.lower()
                 host = parts.hostname
-                port = parts.port or _default_port(scheme)
+                port = parts.port or default_port(scheme)
             except ValueError as e:
                 res.status, res.error = st.INVALID_URL, f"unparseable URL: {e}"
                 return res
@@ -626,7 +351,7 @@ class Downloader:
                 res.status, res.error = st.INVALID_URL, "URL has no host"
                 return res
             try:
-                host = _ascii_host(host)
+                host = ascii_host(host)
             except (UnicodeError, ValueError) as e:
                 res.status, res.error = st.INVALID_URL, f"host {host!r} is not a valid IDNA name: {e}"
                 return res
@@ -641,7 +366,7 @@ class Downloader:
             if addrs:
                 adapter.pin(scheme, host, port, str(addrs[0]))
                 host_header = f"[{host}]" if ":" in host else host
-                if parts.port is not None and parts.port != _default_port(scheme):
+                if parts.port is not None and parts.port != default_port(scheme):
                     host_header += f":{parts.port}"
                 gate = self._gate(host)
                 gate.acquire(run.stop)
@@ -767,7 +492,7 @@ class Downloader:
         if len(set(ids)) != len(ids):
             dup = next(i for i in ids if ids.count(i) > 1)
             raise ValueError(f"duplicate candidate_id {dup!r} in the download items")
-        journal = _Journal(Path(journal_path))
+        journal = Journal(Path(journal_path))
         known = journal.load()
         rows: dict[str, dict] = {cid: known[cid] for cid in ids if cid in known and self._still_valid(known[cid])}
         todo = [it for it in items if it.candidate_id not in rows]
@@ -831,3 +556,17 @@ def _to_frame(rows: list[dict]) -> pd.DataFrame:
     df["elapsed_s"] = df["elapsed_s"].astype("float64")
     df["downloaded_at"] = pd.to_datetime(df["downloaded_at"], utc=True, format="ISO8601")
     return df
+
+
+CANDIDATE_COLUMNS = ["candidate_id", "query_id", "query", "rank", "provider", "item_id", "url", "normalized_url",
+                     "host", "source_page", "title", "batch", "filter_status", "filter_reason"]
+
+
+def final_statuses(candidates: pd.DataFrame, results: pd.DataFrame, pending: str = "pending") -> pd.DataFrame:
+    """``downloaded_images``: every candidate of a batch with exactly one final status — the
+    filter's reason for candidates dropped before download, the downloader's for the others."""
+    out = candidates[CANDIDATE_COLUMNS].merge(results, on="candidate_id", how="left", suffixes=("", "_download"))
+    is_pending = out["filter_status"] == pending
+    out["status"] = out["status"].where(is_pending, out["filter_status"])
+    out["reason"] = out["error"].where(is_pending, out["filter_reason"])
+    return out.drop(columns=["error"])

@@ -264,3 +264,11 @@ def example_gold(image_ids: Iterable[str]) -> list[GoldReference]:
         GoldReference(ids[3], True, (0, 2), (1, 3), "Trust"),
         GoldReference(ids[4], False),
     ]
+
+
+def durations_from_timestamps(annotations: pd.DataFrame) -> pd.Series:
+    """Per-annotator task duration in seconds = last - first ``annotated_at`` (NULL-stamped rows
+    ignored). A proxy when platform durations (FindingEmo §A.3: Prolific's) are not available."""
+    a = annotations.dropna(subset=["annotated_at"])
+    g = a.groupby("annotator_id")["annotated_at"]
+    return ((g.max() - g.min()).dt.total_seconds()).rename("duration_seconds")

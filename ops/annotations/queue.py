@@ -219,3 +219,41 @@ def select_next_batch(
     missing_gold = [g for g in gold if g not in pool_set]
     out.attrs["gold_not_in_pool"] = missing_gold
     return out
+
+
+def queue_pool(unique: pd.DataFrame | None, annotations: pd.DataFrame,
+               url_list_items: Iterable[str] | None = None) -> list[str]:
+    """The images that can be served: acquired images (known by their URL-list item id when they
+    have one, as FindingEmo paths; else by SHA-256), or the URL list's items before anything was
+    acquired, plus every annotated image; sorted (draws are deterministic per seed)."""
+    if unique is not None:
+        pool = [i if isinstance(i, str) and i else s for i, s in zip(unique["item_id"], unique["sha256"])]
+    else:
+        pool = list(url_list_items or [])
+    return sorted(set(pool) | set(annotations["image_id"].astype(str)))
+
+
+def queue_predictions(unique: pd.DataFrame | None, keep: pd.DataFrame | None,
+                      emo8: pd.DataFrame | None) -> pd.DataFrame | None:
+    """Keep probabilities (``keep_predictions``: sha256, p_keep) and predicted Emo8 leaves
+    (``emo8_predictions``: sha256, emotion8) keyed by the queue's image ids; None when neither
+    model has predicted yet (the queue then serves uniformly and says so)."""
+    if keep is None and emo8 is None:
+        return None
+    by_sha = pd.DataFrame({"sha256": pd.Series(dtype="string")})
+    if keep is not None:
+        by_sha = by_sha.merge(keep[["sha256", "p_keep"]].rename(columns={"p_keep": "keep_prob"}), on="sha256", how="outer")
+    if emo8 is not None:
+        by_sha = by_sha.merge(emo8[["sha256", "emotion8"]], on="sha256", how="outer")
+    ids = {}
+    if unique is not None:
+        ids = {s: (i if isinstance(i, str) and i else s) for i, s in zip(unique["item_id"], unique["sha256"])}
+    by_sha["image_id"] = by_sha["sha256"].map(lambda s: ids.get(s, s))
+    return by_sha.drop(columns=["sha256"])
+
+
+def to_csv_bytes(batch: pd.DataFrame) -> bytes:
+    """The queue as CSV for annotation tools, text escaped against formula injection."""
+    from warehouse.exports import frame_to_csv_bytes
+
+    return frame_to_csv_bytes(batch)

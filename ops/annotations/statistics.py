@@ -25,7 +25,6 @@ from __future__ import annotations
 from typing import Iterable
 
 import duckdb
-import numpy as np
 import pandas as pd
 
 from ops.annotations.taxonomy import EMO8, PLUTCHIK24
@@ -156,6 +155,92 @@ def views(excluded_table: str | None = None) -> dict[str, str]:
 
 
 VIEWS = views()
+
+
+# ---- views adapted to the taxonomies present ----------------------------------------------------------
+
+PLUTCHIK_VIEWS = ("emotion8_stats", "emotion24_stats", "distinct_labels_histogram", "max_distance_histogram",
+                  "emotion8_pair_prevalence")
+GENERIC_VIEWS = ("annotations_per_annotator", "annotators_per_image", "keep_majority_counts", "va_cooccurrence",
+                 "va_max_distance", "va_max_distance_by_n")
+
+
+def label_levels(taxonomies: Iterable[str]) -> list[tuple[str, str]]:
+    """(taxonomy, merged column prefix) of every label level of the taxonomies present: Plutchik gives
+    emotion24 and emotion8, a flat taxonomy such as affectnet8 gives ``emotion``."""
+    from ops.annotations.taxonomy import get_taxonomy, levels
+    from ops.labels.merge import level_column
+
+    out = []
+    for name in sorted(set(taxonomies)):
+        lvls = levels(get_taxonomy(name))
+        out.extend((name, level_column(lt, len(lvls))) for lt in lvls)
+    return out
+
+
+def _per_level(template: str, lvls: list[tuple[str, str]]) -> str:
+    return "\nUNION ALL\n".join(template.format(tax=t, p=p) for t, p in lvls)
+
+
+def label_counts_sql(lvls: list[tuple[str, str]]) -> str:
+    """Per taxonomy level and label: votes cast (kept annotations), images it won, share of votes."""
+    votes = _per_level(
+        "SELECT '{tax}' AS taxonomy, '{p}' AS level, v.label, sum(v.votes)::BIGINT AS n_votes, "
+        "count(*) FILTER (WHERE m.{p}_winner = v.label) AS n_images_won "
+        "FROM merged_annotations m, unnest(m.{p}_votes) AS u(v) WHERE m.taxonomy = '{tax}' GROUP BY ALL", lvls)
+    return (f"SELECT *, n_votes / sum(n_votes) OVER (PARTITION BY taxonomy, level) AS vote_share FROM (\n{votes}\n) "
+            f"ORDER BY taxonomy, level, n_votes DESC, label")
+
+
+def agreement_sql(lvls: list[tuple[str, str]]) -> str:
+    """Per taxonomy level: images by number of distinct labels voted (FindingEmo Fig. 12 for any
+    taxonomy), over images with at least 2 votes, with the share of unanimous images."""
+    body = _per_level(
+        "SELECT '{tax}' AS taxonomy, '{p}' AS level, {p}_n_distinct AS n_distinct, count(*) AS n_images "
+        "FROM merged_annotations WHERE taxonomy = '{tax}' AND {p}_n_votes >= 2 GROUP BY ALL", lvls)
+    return (f"SELECT *, n_images / sum(n_images) OVER (PARTITION BY taxonomy, level) AS share FROM (\n{body}\n) "
+            f"ORDER BY taxonomy, level, n_distinct")
+
+
+def vote_share_sql(lvls: list[tuple[str, str]]) -> str:
+    """Per taxonomy level: images by the winning label's vote share (tenths), over images with at
+    least 2 votes: how clear-cut the multi-annotated labels are (AffectNet+ Supplement II)."""
+    body = _per_level(
+        "SELECT '{tax}' AS taxonomy, '{p}' AS level, floor(list_max(list_transform({p}_votes, lambda x: x.share)) * 10) / 10 "
+        "AS top_share, count(*) AS n_images FROM merged_annotations "
+        "WHERE taxonomy = '{tax}' AND {p}_n_votes >= 2 GROUP BY ALL", lvls)
+    return f"SELECT * FROM (\n{body}\n) ORDER BY taxonomy, level, top_share"
+
+
+EMOTION8_BY_SOURCE_SQL = """
+SELECT s.source, o.emotion8, count(a.emotion8) AS n,
+       avg(a.arousal) AS arousal_mean, stddev_samp(a.arousal) AS arousal_std,
+       avg(a.valence) AS valence_mean, stddev_samp(a.valence) AS valence_std,
+       avg(a.ambiguity) AS ambiguity_mean, stddev_samp(a.ambiguity) AS ambiguity_std
+FROM (SELECT DISTINCT source FROM annotations WHERE emotion8 IS NOT NULL) s
+CROSS JOIN {values}
+LEFT JOIN annotations a ON a.source = s.source AND a.emotion8 = o.emotion8 AND a.keep{excl}
+GROUP BY ALL ORDER BY s.source, min(o.ord)
+""".strip()
+
+
+def views_for(taxonomies: Iterable[str], excluded_table: str | None = None) -> dict[str, str]:
+    """The statistics views that apply to the taxonomies present in ``merged_annotations``:
+    FindingEmo's Plutchik views when Plutchik data exists (FindingEmo §2.4, §A.5), per-label counts,
+    agreement and vote-share views for every taxonomy, and the taxonomy-free ones."""
+    taxonomies = sorted(set(taxonomies))
+    lvls = label_levels(taxonomies)
+    allv = views(excluded_table)
+    out = {n: allv[n] for n in GENERIC_VIEWS}
+    if any(p in ("emotion8", "emotion24") for _, p in lvls):
+        out.update({n: allv[n] for n in PLUTCHIK_VIEWS})
+        excl = _exclusion(excluded_table).replace(" AND a.annotator_id", " AND a.annotator_id")
+        out["emotion8_stats_by_source"] = EMOTION8_BY_SOURCE_SQL.format(values=_values(EMO8, "emotion8"), excl=excl)
+    if lvls:
+        out["label_counts"] = label_counts_sql(lvls)
+        out["label_agreement"] = agreement_sql(lvls)
+        out["vote_share_histogram"] = vote_share_sql(lvls)
+    return out
 ANNOTATION_VIEWS = ("emotion8_stats", "emotion24_stats", "annotations_per_annotator", "va_cooccurrence")
 MERGED_VIEWS = tuple(v for v in VIEWS if v not in ANNOTATION_VIEWS)
 

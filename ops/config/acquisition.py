@@ -91,3 +91,42 @@ class AcquisitionConfig(_Strict):
         if self.min_width >= self.max_width:
             raise ValueError(f"min_width ({self.min_width}) must be below max_width ({self.max_width})")
         return self
+
+    # ---- plain parameters for ops.acquisition -----------------------------------------------------
+    def keyword_sets(self) -> dict[str, list[str]]:
+        """The three keyword sets, FindingEmo's own (recovered, ops/data) for the sets not given."""
+        from ops.acquisition.queries import findingemo_keywords
+
+        default = findingemo_keywords()
+        kw = self.keywords
+        return {name: list(getattr(kw, name)) if getattr(kw, name) is not None else list(default[name])
+                for name in ("emotions", "people", "settings")}
+
+    def url_list_spec(self):
+        """The URL list to read (``ops.acquisition.url_lists.UrlListSpec``); default FindingEmo-Light's."""
+        from pathlib import Path
+
+        from ops.acquisition.queries import findingemo_data_dir
+        from ops.acquisition.url_lists import UrlListSpec
+
+        u = self.provider.url_list
+        path = Path(u.path) if u.path else findingemo_data_dir() / "dataset_urls_exploded.json"
+        return UrlListSpec(path=path, format=u.format, url_column=u.url_column, id_column=u.id_column,
+                           order_column=u.order_column, query_column=u.query_column)
+
+    def scrape_plan(self):
+        """What to scrape, as ``ops.acquisition.batches.ScrapePlan``."""
+        from ops.acquisition.batches import ScrapePlan
+
+        p = self.provider
+        if p.kind == "url_list":
+            return ScrapePlan(provider="url_list", url_list=self.url_list_spec(), max_items=p.url_list.max_items,
+                              items_per_batch=p.url_list.items_per_batch)
+        return ScrapePlan(provider=p.kind, keywords=self.keyword_sets(), max_queries=self.max_queries,
+                          queries_per_batch=self.queries_per_batch)
+
+    def download_settings(self):
+        """The downloader's parameters (``ops.acquisition.download.DownloadSettings``)."""
+        from ops.acquisition.download import DownloadSettings
+
+        return DownloadSettings(**self.download.model_dump())

@@ -7,6 +7,9 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from ops.config.base import _Strict
+from ops.labels.aggregators import aggregator_names
+
+PolicyName = Literal[aggregator_names()]  # every registered aggregator (ops.labels.aggregators)
 
 
 class AnnotationSource(_Strict):
@@ -27,6 +30,7 @@ class AnnotationSource(_Strict):
     split_column: str | None = None                  # vote_counts: e.g. "split"
     image_path_column: str | None = None
     query_column: str | None = None
+    max_votes_per_cell: int = Field(1000, ge=1)     # vote_counts: a larger cell is a reject (file, line, column)
 
     @model_validator(mode="after")
     def _needs(self) -> "AnnotationSource":
@@ -58,7 +62,7 @@ class GradingConfig(_Strict):
 
 
 class MergeConfig(_Strict):
-    policy: Literal["majority", "plurality", "dawid_skene", "one_coin_dawid_skene", "glad", "majority_vote"] = "majority"
+    policy: PolicyName = "majority"
     min_votes_per_label: int = Field(1, ge=1)   # majority: labels with fewer votes are noise
     min_share: float = Field(0.5, ge=0, lt=1)   # majority: the winner needs strictly more than this share
     tie_break: Literal["query", "none"] = "query"  # plurality (AffectNet+ Supplement II)
@@ -78,3 +82,40 @@ class AnnotationsConfig(_Strict):
     grading: GradingConfig = GradingConfig()
     merge: MergeConfig = MergeConfig()
     queue: QueueConfig = QueueConfig()
+
+
+# ---- plain parameters for ops.annotations / ops.labels ----------------------------------------------
+
+def source_spec(src: AnnotationSource):
+    """``ops.annotations.sources.SourceSpec`` of a configured source (paths already resolved by the loader)."""
+    from pathlib import Path
+
+    from ops.annotations.sources import SourceSpec
+
+    return SourceSpec(
+        kind=src.kind, path=Path(src.path) if src.path else None, name=src.name, taxonomy=src.taxonomy,
+        scales=src.scales, integer_scales=src.integer_scales, reject_tags=src.reject_tags, mapping=src.mapping,
+        label_map=src.label_map, item_columns=src.item_columns, label_columns=src.label_columns,
+        item_column=src.item_column, split_column=src.split_column, image_path_column=src.image_path_column,
+        query_column=src.query_column, max_votes_per_cell=src.max_votes_per_cell)
+
+
+def gold_references(cfg: GradingConfig) -> list:
+    """The fixed overlap images of the grading section (inline, then ``gold_path``)."""
+    from pathlib import Path
+
+    from ops.annotations.grading import GoldReference
+    from ops.annotations.sources import gold_references as read_gold
+
+    inline = [GoldReference(image_id=g.image_id, keep=g.keep, valence=g.valence, arousal=g.arousal,
+                            emotion8=g.emotion8) for g in cfg.gold]
+    return read_gold(inline, Path(cfg.gold_path) if cfg.gold_path else None)
+
+
+def aggregator(cfg: MergeConfig):
+    """The configured aggregation policy (FindingEmo §A.5; AffectNet+ Supplement II; crowd-kit)."""
+    from ops.labels.aggregators import make_aggregator
+
+    params = {"majority": {"min_votes_per_label": cfg.min_votes_per_label, "min_share": cfg.min_share},
+              "plurality": {"tie_break": cfg.tie_break}}.get(cfg.policy, {})
+    return make_aggregator({"kind": cfg.policy, **params})

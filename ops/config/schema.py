@@ -56,22 +56,78 @@ def parse_config(data: dict[str, Any] | None, source: str = "<config>") -> Emofo
         raise ConfigError(_format_errors(err, source)) from None
 
 
-def load_config(path: str | Path | None) -> EmoforgeConfig:
-    """Read and validate a YAML config file; ``None`` gives the defaults."""
+def load_config(path: str | Path | None, base: dict[str, Any] | None = None) -> EmoforgeConfig:
+    """Read and validate a YAML config file; ``None`` gives the defaults (or ``base``).
+
+    ``base``: settings the file is layered over (the demo's, for ``emoforge build --demo --config
+    FILE``): the file's keys replace the base's, key by key, nested mappings merged. After
+    validation, files the configuration names must exist and names must be known (taxonomies,
+    mapping fields): a problem is a :class:`ConfigError` naming the file and the key."""
     if path is None:
-        return EmoforgeConfig()
+        return parse_config(dict(base or {}), "<defaults>" if base is None else "<demo>")
     p = Path(path)
     try:
-        text = p.read_text()
+        raw = p.read_bytes()
     except OSError as e:
         raise ConfigError(f"cannot read configuration file {p}: {e.strerror}") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = raw[: e.start].count(b"\n") + 1
+        raise ConfigError(f"configuration file {p} is not UTF-8 text: byte {e.start} (line {line}) "
+                          f"is {raw[e.start:e.start + 1]!r}; save it as UTF-8") from None
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as e:
         raise ConfigError(f"configuration file {p} is not valid YAML: {e}") from None
     if isinstance(data, dict):
         _resolve_relative_paths(data, p.resolve().parent)
-    return parse_config(data, str(p))
+        if base:
+            data = deep_merge(base, data)
+    elif data is None and base:
+        data = dict(base)
+    cfg = parse_config(data, str(p))
+    problems = check_references(cfg)
+    if problems:
+        raise ConfigError(f"invalid configuration in {p}:\n" + "\n".join(f"  {k}: {m}" for k, m in problems))
+    return cfg
+
+
+def deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    """``over`` layered over ``base``: nested mappings merged key by key, anything else replaced."""
+    out = dict(base)
+    for k, v in over.items():
+        out[k] = deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def check_references(cfg: EmoforgeConfig) -> list[tuple[str, str]]:
+    """What a configuration names that does not exist: (key, problem) pairs. Files (URL list,
+    annotation sources, gold references), taxonomies, long-format mapping fields."""
+    from ops.annotations.schema import LONG_FIELDS
+    from ops.annotations.taxonomy import taxonomy_names
+
+    problems: list[tuple[str, str]] = []
+
+    def exists(key: str, path: str | None, what: str) -> None:
+        if path and not Path(path).exists():
+            problems.append((key, f"{what} {path} does not exist"))
+
+    u = cfg.acquisition.provider.url_list
+    if cfg.acquisition.provider.kind == "url_list":
+        exists("acquisition.provider.url_list.path", u.path, "URL list")
+    known = set(taxonomy_names())
+    for i, src in enumerate(cfg.annotations.sources):
+        key = f"annotations.sources.{i}"
+        exists(f"{key}.path", src.path, "annotation file")
+        if src.taxonomy is not None and src.taxonomy not in known:
+            problems.append((f"{key}.taxonomy", f"unknown taxonomy {src.taxonomy!r} (known: {', '.join(sorted(known))})"))
+        for field in (src.mapping or {}):
+            if field not in LONG_FIELDS:
+                problems.append((f"{key}.mapping.{field}",
+                                 f"unknown annotation field (known: {', '.join(LONG_FIELDS)})"))
+    exists("annotations.grading.gold_path", cfg.annotations.grading.gold_path, "gold reference file")
+    return problems
 
 
 def _resolve_relative_paths(data: dict[str, Any], base: Path) -> None:

@@ -35,6 +35,10 @@ than the default (bench/results/neardup.md: ~2x on random bits, ~9x with
 p(bit)=0.3 at 1M hashes, t=4), at the cost of C(t+2, 2) instead of t+1
 tables (3x the index storage for t=4).
 
+Grouping the pairs into near-duplicate groups lives in ``ops.dedup.grouping``.
+
+One cohesive algorithm (multi-index hashing: band tables, candidate enumeration, verification and
+the persistent incremental index that shares them), hence one module above 600 lines.
 Plain numpy/pandas/pyarrow; no Dagster imports (enforced by import-linter).
 """
 
@@ -45,9 +49,7 @@ import fcntl
 import itertools
 import json
 import math
-import os
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Sequence
 
@@ -56,13 +58,13 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from warehouse.store import atomic_write
+
 __all__ = [
     "HashIndex",
     "IndexParameterMismatch",
     "band_masks",
     "brute_force_pairs",
-    "choose_representatives",
-    "connected_components",
     "find_pairs",
     "hashes_from_hex",
 ]
@@ -358,35 +360,12 @@ class IndexParameterMismatch(ValueError):
     """The persisted index was built with other threshold/bands."""
 
 
-def _atomic_write(path: Path, write, *, fsync: bool) -> None:
-    """Write via a temp file in the same directory, then ``os.replace``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            if fsync:
-                f.flush()
-                os.fsync(f.fileno())
-        os.replace(tmp, path)
-        if fsync:  # make the rename itself durable
-            dfd = os.open(path.parent, os.O_RDONLY)
-            try:
-                os.fsync(dfd)
-            finally:
-                os.close(dfd)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-
-
 def _save_npy(path: Path, arr: np.ndarray, *, fsync: bool) -> None:
-    _atomic_write(path, lambda f: np.save(f, arr, allow_pickle=False), fsync=fsync)
+    atomic_write(path, lambda f: np.save(f, arr, allow_pickle=False), durable=fsync)
 
 
 def _save_parquet(path: Path, table: pa.Table, *, fsync: bool) -> None:
-    _atomic_write(path, lambda f: pq.write_table(table, f), fsync=fsync)
+    atomic_write(path, lambda f: pq.write_table(table, f), durable=fsync)
 
 
 class HashIndex:
@@ -627,9 +606,7 @@ class HashIndex:
             "n_pairs": self._n_pairs + len(pairs),
             "tables_dir": tables_dir,
         }
-        _atomic_write(
-            self._meta_path(), lambda f: f.write(json.dumps(meta, indent=1).encode()), fsync=fs
-        )
+        atomic_write(self._meta_path(), lambda f: f.write(json.dumps(meta, indent=1).encode()), durable=fs)
         self._n_batches, self._n_pairs, self._tables_dir = batch + 1, meta["n_pairs"], tables_dir
         for d in self.directory.glob("tables-*"):
             if d.name != tables_dir and d.is_dir():
@@ -695,116 +672,3 @@ def _read_items(directory: Path, n_batches: int) -> tuple[np.ndarray, np.ndarray
     return keys, hashes
 
 
-# --------------------------------------------------------------------------
-# grouping and representative choice
-# --------------------------------------------------------------------------
-
-
-def connected_components(n_or_keys, pairs) -> np.ndarray:
-    """Group labels of the near-duplicate graph (StockEmotion §3.1: groups of near-duplicates).
-
-    ``n_or_keys`` is either the number of items (then ``pairs`` is ``(i, j[, dist])``
-    integer arrays or a DataFrame with columns ``i``, ``j``) or a sequence of unique
-    keys (then ``pairs`` is a DataFrame with ``key_a``, ``key_b`` -- e.g. the output of
-    ``HashIndex.add``/``pairs()`` -- or a pair of key sequences).  Pairs naming
-    unknown keys raise ``KeyError``: silently dropping them could split a chain.
-
-    Returns an int64 array aligned with the items; labels are ``0..n_groups-1``
-    numbered in order of each group's first item.  Uses
-    ``scipy.sparse.csgraph.connected_components`` (transitive closure, so a~b~c
-    is one group even if a and c are farther apart than the threshold).
-    """
-    from scipy.sparse import coo_matrix
-    from scipy.sparse.csgraph import connected_components as _cc
-
-    if isinstance(n_or_keys, (int, np.integer)):
-        n = int(n_or_keys)
-        if isinstance(pairs, pd.DataFrame):
-            i, j = pairs["i"].to_numpy(), pairs["j"].to_numpy()
-        else:
-            i, j = pairs[0], pairs[1]
-        i = np.asarray(i, dtype=np.int64)
-        j = np.asarray(j, dtype=np.int64)
-        if i.size and (min(i.min(), j.min()) < 0 or max(i.max(), j.max()) >= n):
-            raise IndexError("pair index out of range")
-    else:
-        index = pd.Index(np.asarray(list(n_or_keys), dtype=object), dtype=object)
-        if not index.is_unique:
-            raise ValueError("keys must be unique")
-        n = len(index)
-        if isinstance(pairs, pd.DataFrame):
-            ka, kb = pairs["key_a"], pairs["key_b"]
-        else:
-            ka, kb = pairs[0], pairs[1]
-        ka = np.asarray(ka, dtype=object)
-        kb = np.asarray(kb, dtype=object)
-        i = index.get_indexer(ka)
-        j = index.get_indexer(kb)
-        missing = (i < 0) | (j < 0)
-        if missing.any():
-            bad = np.concatenate([ka[i < 0], kb[j < 0]])[:5]
-            raise KeyError(f"{int(missing.sum())} pairs name keys not in the key list, e.g. {list(bad)}")
-        i, j = i.astype(np.int64), j.astype(np.int64)
-    if n == 0:
-        return np.zeros(0, dtype=np.int64)
-    graph = coo_matrix((np.ones(i.size, dtype=np.int8), (i, j)), shape=(n, n)).tocsr()
-    _, labels = _cc(graph, directed=False)
-    # canonical numbering: by first occurrence
-    _, first, inverse = np.unique(labels, return_index=True, return_inverse=True)
-    rank = np.empty(first.size, dtype=np.int64)
-    rank[np.argsort(first, kind="stable")] = np.arange(first.size)
-    return rank[inverse].astype(np.int64)
-
-
-def choose_representatives(df: pd.DataFrame) -> pd.DataFrame:
-    """Pick one representative per near-duplicate group (StockEmotion §3.1).
-
-    ``df`` has columns ``key`` (unique), ``width``, ``height``, ``first_seen``
-    (anything sortable: timestamp or integer order) and ``group`` (e.g. from
-    ``connected_components``).  The representative is the member with the
-    largest resolution ``width*height``, then the earliest ``first_seen``, then
-    the smallest ``key``.  Missing width/height count as resolution 0, missing
-    ``first_seen`` sorts last.
-
-    Returns, in the input row order: ``key``, ``group_id`` (the representative's
-    key, so it is stable when unrelated items are added), ``is_representative``,
-    ``representative_key``, ``group_size``.
-    """
-    required = {"key", "width", "height", "first_seen", "group"}
-    missing = required - set(df.columns)
-    if missing:
-        raise ValueError(f"choose_representatives: missing columns {sorted(missing)}")
-    if not df["key"].is_unique:
-        raise ValueError("choose_representatives: keys must be unique")
-    work = pd.DataFrame(
-        {
-            "key": df["key"].to_numpy(),
-            "group": df["group"].to_numpy(),
-            "area": (
-                pd.to_numeric(df["width"], errors="coerce").fillna(0).astype(np.int64).to_numpy()
-                * pd.to_numeric(df["height"], errors="coerce").fillna(0).astype(np.int64).to_numpy()
-            ),
-            "first_seen": df["first_seen"].to_numpy(),
-            "row": np.arange(len(df)),
-        }
-    )
-    ranked = work.sort_values(
-        ["group", "area", "first_seen", "key"],
-        ascending=[True, False, True, True],
-        na_position="last",
-        kind="mergesort",
-    )
-    rep_of_group = ranked.drop_duplicates("group", keep="first").set_index("group")["key"]
-    size_of_group = work.groupby("group", sort=False).size()
-    rep = work["group"].map(rep_of_group)
-    out = pd.DataFrame(
-        {
-            "key": work["key"],
-            "group_id": rep.to_numpy(),
-            "is_representative": (work["key"] == rep).to_numpy(),
-            "representative_key": rep.to_numpy(),
-            "group_size": work["group"].map(size_of_group).astype(np.int64).to_numpy(),
-        }
-    )
-    out.index = df.index
-    return out

@@ -28,9 +28,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import os
 import struct
-import threading
 import zlib
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -40,6 +38,7 @@ import numpy as np
 from PIL import Image, ImageChops, ImageDraw
 
 from ops.acquisition import statuses as S
+from warehouse.store import atomic_write_bytes
 
 # Four emotion words of FindingEmo's emotion keyword set, two of its people words, three settings:
 # 4 x 2 x 3 = 24 queries, "Happy people birthday" ... (emotion, people, setting order).
@@ -419,12 +418,6 @@ def _file_bytes(e: DemoEntry, sp: _Spec, seed: int, idx: int, noise: Image.Image
 
 # ---- building and caching the corpus --------------------------------------------------------------
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
-
-
 def _read_manifest(out_dir: Path) -> dict[str, Any] | None:
     try:
         return json.loads((Path(out_dir) / MANIFEST).read_text())
@@ -466,7 +459,7 @@ def build_corpus(out_dir: Path, n_images: int = 240, seed: int = 7) -> list[Demo
         if e.file is None or e.file in files:
             continue
         data = _file_bytes(e, sp, seed, i, noise, out_dir, entries)
-        _write_atomic(out_dir / e.file, data)
+        atomic_write_bytes(out_dir / e.file, data, durable=False)
         files[e.file] = len(data)
         digests[e.file] = hashlib.sha256(data).hexdigest()
     if old is not None:  # files of an earlier, different corpus in the same directory
@@ -474,7 +467,7 @@ def build_corpus(out_dir: Path, n_images: int = 240, seed: int = 7) -> list[Demo
             if f not in files and "/" not in f and (out_dir / f).is_file():
                 (out_dir / f).unlink()
     manifest = {"params": params, "files": files, "sha256": digests, "entries": [asdict(e) for e in entries]}
-    _write_atomic(out_dir / MANIFEST, json.dumps(manifest, indent=1, sort_keys=True).encode())
+    atomic_write_bytes(out_dir / MANIFEST, json.dumps(manifest, indent=1, sort_keys=True).encode())
     return entries
 
 

@@ -165,6 +165,8 @@ class _Handler(BaseHTTPRequestHandler):
         head = parts[0] if parts else ""
         if split.path == "/search":
             return self._search(split.query)
+        if split.path == IDENTITY_PATH:
+            return self._send(200, json.dumps(self.demo.identity).encode(), "application/json")
         if head == "page" and len(parts) == 2:
             return self._page(parts[1])
         if head == "img" and len(parts) == 2:
@@ -251,6 +253,20 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(200, body.encode(), "text/html; charset=utf-8")
 
 
+IDENTITY_PATH = "/__emoforge/identity"
+
+
+def corpus_identity(corpus_dir: Path) -> dict:
+    """What a demo server serves: the corpus parameters and the SHA-256 of its manifest. A build
+    reuses a server already on its port only if the identity is its own corpus's."""
+    import hashlib
+
+    manifest = Path(corpus_dir) / "manifest.json"
+    data = manifest.read_bytes() if manifest.exists() else b""
+    params = json.loads(data).get("params", {}) if data else {}
+    return {"service": "emoforge-demo", "params": params, "manifest_sha256": hashlib.sha256(data).hexdigest()}
+
+
 class DemoServer:
     """The demo's search engine and image hosts on one local port (a context manager)."""
 
@@ -263,6 +279,7 @@ class DemoServer:
         for e in sorted(self.entries, key=lambda e: (e.query, e.rank)):
             self._by_query.setdefault(" ".join(e.query.split()).lower(), []).append(e)
         self._by_name = {e.name: e for e in self.entries}
+        self.identity = corpus_identity(self.corpus_dir)
         self._files = {e.file for e in self.entries if e.file}
         self._log_lock = threading.Lock()
         self._request_log: list[tuple[str, str]] = []

@@ -40,99 +40,36 @@ Second output of :func:`merge_annotations_with_estimates` (crowd-kit policies; e
 
 from __future__ import annotations
 
-import warnings
-from dataclasses import dataclass, fields
-from typing import Any, Iterable, Literal, Mapping, Sequence
+from dataclasses import is_dataclass, replace
+from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 
 from ops.annotations.taxonomy import Taxonomy, get_taxonomy, levels, slug
+from ops.labels.aggregators import (  # noqa: F401  (re-exported: the policies)
+    NO_VOTES, RESOLVED, UNRESOLVED, Aggregator, CrowdKit, DawidSkene, Majority, Plurality, _count_matrix,
+    empty_estimates, make_aggregator,
+)
 
-# ---- policies ------------------------------------------------------------------------------------
+# ---- policies: the aggregators of ops.labels.aggregators -----------------------------------------
 
-
-@dataclass(frozen=True)
-class Majority:
-    """Majority vote with noise removal (AffectNet+ Supplement II; FindingEmo §A.5).
-
-    Labels with fewer than ``min_votes_per_label`` votes are removed first as noise; the winner then
-    needs strictly more than ``min_share`` of the remaining votes, otherwise the image is unresolved.
-    """
-
-    min_votes_per_label: int = 1
-    min_share: float = 0.5
-
-    def __post_init__(self) -> None:
-        """Parameter checks for the majority policy (AffectNet+ Supplement II)."""
-        if self.min_votes_per_label < 1:
-            raise ValueError("min_votes_per_label must be >= 1")
-        if not 0 <= self.min_share < 1:
-            raise ValueError("min_share must be in [0, 1)")
+Policy = Aggregator
 
 
-@dataclass(frozen=True)
-class Plurality:
-    """Most votes wins; a tie is broken by the emotion word of the image's search query when it is
-    one of the tied labels (AffectNet+ Supplement II), else the image is unresolved."""
-
-    tie_break: Literal["query", "none"] = "query"
-
-
-@dataclass(frozen=True)
-class CrowdKit:
-    """A crowd-kit aggregator: DawidSkene (Dawid & Skene 1979), OneCoinDawidSkene, GLAD, MajorityVote.
-
-    Annotator estimates (Dawid-Skene confusion matrices, skills) are returned by
-    :func:`merge_annotations_with_estimates`.
-    """
-
-    method: Literal["DawidSkene", "OneCoinDawidSkene", "GLAD", "MajorityVote"] = "DawidSkene"
-    n_iter: int = 100
-    tol: float = 1e-5
-
-
-def DawidSkene(n_iter: int = 100, tol: float = 1e-5) -> CrowdKit:  # noqa: N802 - reads like the method
-    return CrowdKit("DawidSkene", n_iter, tol)
-
-
-Policy = Majority | Plurality | CrowdKit
-
-
-def parse_policy(spec: str | Mapping[str, Any] | Policy) -> Policy:
+def parse_policy(spec: "str | Mapping[str, Any] | Aggregator") -> Aggregator:
     """"majority" | "plurality" | "dawid_skene" | "glad" | ... or {"kind": "majority", "min_share": 0.6}."""
-    if isinstance(spec, (Majority, Plurality, CrowdKit)):
-        return spec
-    if isinstance(spec, str):
-        spec = {"kind": spec}
-    spec = dict(spec)
-    kind = str(spec.pop("kind", spec.pop("name", "majority"))).lower().replace("-", "_")
-    if kind == "majority":
-        return Majority(**spec)
-    if kind == "plurality":
-        return Plurality(**spec)
-    methods = {"dawid_skene": "DawidSkene", "dawidskene": "DawidSkene", "one_coin_dawid_skene": "OneCoinDawidSkene",
-               "onecoindawidskene": "OneCoinDawidSkene", "glad": "GLAD", "majority_vote": "MajorityVote",
-               "majorityvote": "MajorityVote", "crowdkit": spec.pop("method", "DawidSkene")}
-    if kind in methods:
-        return CrowdKit(methods[kind], **spec)
-    raise ValueError(f"unknown merge policy {kind!r} (majority, plurality, dawid_skene, one_coin_dawid_skene, glad, majority_vote)")
+    return make_aggregator(spec)
 
 
-def policy_label(policy: Policy) -> str:
+def policy_label(policy: Aggregator) -> str:
     """Text form of a merge policy and its parameters, stored per merged row (provenance)."""
-    name = {Majority: "majority", Plurality: "plurality"}.get(type(policy), None)
-    if name is None:
-        name = policy.method  # type: ignore[union-attr]
-        params = {f.name: getattr(policy, f.name) for f in fields(policy) if f.name != "method"}
-    else:
-        params = {f.name: getattr(policy, f.name) for f in fields(policy)}
-    return f"{name}(" + ", ".join(f"{k}={v}" for k, v in params.items()) + ")"
+    return policy.describe()
 
 
 # ---- helpers -------------------------------------------------------------------------------------
 
-RESOLVED, UNRESOLVED, NON_EMOTION, NOT_KEPT, NO_VOTES = "resolved", "unresolved", "non_emotion", "not_kept", "no_votes"
+NON_EMOTION, NOT_KEPT = "non_emotion", "not_kept"   # (RESOLVED, UNRESOLVED, NO_VOTES: aggregators)
 PER_ANNOTATION_COLUMNS = {
     "annotator_id", "source", "keep", "valence", "arousal", "ambiguity", "emotion24", "emotion8",
     "age_groups", "deciding_factors", "tags", "annotated_at", "emotion", "taxonomy", "source_file",
@@ -309,17 +246,8 @@ def merge_annotations_with_estimates(
     out["merge_policy"] = policy_label(pol)
     _carry_item_columns(out, annotations, all_images, item_columns)
     merged = out.reset_index()
-    est = pd.concat([e for e in estimates if len(e)], ignore_index=True) if any(len(e) for e in estimates) else _empty_estimates()
+    est = pd.concat([e for e in estimates if len(e)], ignore_index=True) if any(len(e) for e in estimates) else empty_estimates()
     return merged, est
-
-
-def _count_matrix(rows: pd.Series, cols: pd.Series, row_index: pd.Index, col_labels: list[str]) -> np.ndarray:
-    """counts[i, j] = number of (row_index[i], col_labels[j]) pairs."""
-    r = row_index.get_indexer(rows.astype(str))
-    c = pd.Index(col_labels).get_indexer(cols.astype(str))
-    ok = (r >= 0) & (c >= 0)
-    flat = np.bincount(r[ok] * len(col_labels) + c[ok], minlength=len(row_index) * len(col_labels))
-    return flat.reshape(len(row_index), len(col_labels)).astype("int64")
 
 
 def _level_votes(kept: pd.DataFrame, tax: Taxonomy, lt: Taxonomy, prefix: str) -> pd.Series:
@@ -367,135 +295,24 @@ def _max_distance(lt: Taxonomy, universe: list[str], C: np.ndarray) -> np.ndarra
     return res
 
 
-def _aggregate_level(pol: Policy, lt: Taxonomy, universe: list[str], counts: pd.DataFrame,
+def _aggregate_level(pol: Aggregator, lt: Taxonomy, universe: list[str], counts: pd.DataFrame,
                      query_labels: list[str | None], kept_votes: pd.DataFrame, prefix: str) -> tuple[dict, pd.DataFrame]:
-    """Majority (with noise removal), plurality (AffectNet+ Supplement II tie-break) or crowd-kit at one level."""
-    C = counts.to_numpy()
-    n = C.shape[0]
-    tot = C.sum(axis=1)
-    winner: list[str | None] = [None] * n
-    status = [NO_VOTES] * n
-    reason = ["no votes from kept annotations"] * n
-    conf = np.full(n, np.nan)
-    est = _empty_estimates()
-
-    if isinstance(pol, Majority):
-        C2 = np.where(C >= pol.min_votes_per_label, C, 0)
-        tot2 = C2.sum(axis=1)
-        mx = C2.max(axis=1) if C2.shape[1] else np.zeros(n, int)
-        arg = C2.argmax(axis=1) if C2.shape[1] else np.zeros(n, int)
-        n_at_max = (C2 == mx[:, None]).sum(axis=1)
-        for r in range(n):
-            if tot[r] == 0:
-                continue
-            removed = tot[r] - tot2[r]
-            noise = f"; {removed} vote(s) below min_votes_per_label={pol.min_votes_per_label} removed as noise" if removed else ""
-            status[r] = UNRESOLVED
-            if tot2[r] == 0:
-                reason[r] = f"all {tot[r]} vote(s) below min_votes_per_label={pol.min_votes_per_label}"
-                continue
-            share = mx[r] / tot2[r]
-            if n_at_max[r] > 1:
-                tied = [universe[j] for j in np.flatnonzero(C2[r] == mx[r])]
-                reason[r] = f"tie between {', '.join(tied)} ({mx[r]} votes each of {tot2[r]}){noise}"
-                continue
-            if share <= pol.min_share:
-                reason[r] = (f"top label {universe[arg[r]]} has {mx[r]}/{tot2[r]} votes ({_fmt_share(share)}), "
-                             f"not more than min_share={pol.min_share:g}{noise}")
-                continue
-            winner[r], status[r], conf[r] = universe[arg[r]], RESOLVED, share
-            reason[r] = f"majority: {universe[arg[r]]} with {mx[r]}/{tot2[r]} votes ({_fmt_share(share)}){noise}"
-    elif isinstance(pol, Plurality):
-        mx = C.max(axis=1) if C.shape[1] else np.zeros(n, int)
-        for r in range(n):
-            if tot[r] == 0:
-                continue
-            tied = [universe[j] for j in np.flatnonzero(C[r] == mx[r])]
-            share = mx[r] / tot[r]
-            if len(tied) == 1:
-                winner[r], status[r], conf[r] = tied[0], RESOLVED, share
-                reason[r] = f"plurality: {tied[0]} with {mx[r]}/{tot[r]} votes ({_fmt_share(share)})"
-                continue
-            q = query_labels[r]
-            if pol.tie_break == "query" and q is not None and q in tied:
-                winner[r], status[r], conf[r] = q, RESOLVED, share
-                reason[r] = f"tie between {', '.join(tied)} ({mx[r]} votes each) broken by the query emotion {q}"
-            else:
-                status[r] = UNRESOLVED
-                why = ("tie-break disabled" if pol.tie_break != "query" else
-                       "no query emotion" if q is None else f"query emotion {q} is not among them")
-                reason[r] = f"tie between {', '.join(tied)} ({mx[r]} votes each); {why}"
-    else:
-        winner, status, reason, conf, est = _crowdkit(pol, lt, universe, counts, kept_votes, prefix, winner, status, reason, conf)
-    return {"winner": winner, "status": status, "reason": reason, "confidence": conf}, est
-
-
-def _crowdkit(pol: CrowdKit, lt: Taxonomy, universe: list[str], counts: pd.DataFrame, kept_votes: pd.DataFrame,
-              prefix: str, winner, status, reason, conf):
-    """crowd-kit estimators (Dawid-Skene 1979 and others) over (annotator, image, vote) triples."""
-    from crowdkit import aggregation as ca
-
-    est = _empty_estimates()
-    if kept_votes.empty:
-        return winner, status, reason, conf, est
-    data = pd.DataFrame({
-        "worker": kept_votes["annotator_id"].astype(str).to_numpy(),
-        "task": kept_votes["image_id"].astype(str).to_numpy(),
-        "label": kept_votes["_vote"].astype(str).to_numpy(),
-    })
-    cls = getattr(ca, pol.method)
-    with warnings.catch_warnings():  # crowd-kit 1.4 uses pandas idioms pandas 3 deprecates
-        warnings.simplefilter("ignore", category=FutureWarning)
-        warnings.simplefilter("ignore", category=DeprecationWarning)
-        if hasattr(pd.errors, "Pandas4Warning"):
-            warnings.simplefilter("ignore", category=pd.errors.Pandas4Warning)
-        model = cls().fit(data) if pol.method == "MajorityVote" else cls(n_iter=pol.n_iter, tol=pol.tol).fit(data)
-    labels = model.labels_
-    probas = getattr(model, "probas_", None)
-    if probas is None and hasattr(model, "fit_predict_proba"):
-        probas = model.fit_predict_proba(data) if pol.method == "MajorityVote" else None
-    pos = {t: r for r, t in enumerate(counts.index)}
-    for task, lab in labels.items():
-        r = pos[str(task)]
-        p = float(probas.loc[task, lab]) if probas is not None and lab in probas.columns else np.nan
-        winner[r], status[r], conf[r] = str(lab), RESOLVED, p
-        reason[r] = f"{pol.method}: {lab}" + (f" (posterior {p:.2f})" if not np.isnan(p) else "")
-    rows = []
-    if hasattr(model, "errors_") and isinstance(model.errors_, pd.DataFrame):
-        e = model.errors_.stack()
-        e.index.names = ["annotator_id", "observed_label", "true_label"]
-        e = e.rename("value").reset_index()
-        e["kind"] = "confusion"
-        rows.append(e)
-    if hasattr(model, "priors_") and isinstance(getattr(model, "priors_"), pd.Series):
-        p = model.priors_.rename("value").rename_axis("true_label").reset_index()
-        p["kind"], p["annotator_id"], p["observed_label"] = "prior", None, None
-        rows.append(p)
-    skills = getattr(model, "skills_", None)
-    if skills is None:
-        skills = getattr(model, "alphas_", None)
-    if isinstance(skills, pd.Series):
-        s = skills.rename("value").rename_axis("annotator_id").reset_index()
-        s["kind"], s["true_label"], s["observed_label"] = "skill", None, None
-        rows.append(s)
-    if rows:
-        est = pd.concat(rows, ignore_index=True)
-        est["method"], est["level"] = pol.method, prefix
-        est = est[list(_empty_estimates().columns)]
-        est["value"] = est["value"].astype("float64")
-    return winner, status, reason, conf, est
-
-
-def _empty_estimates() -> pd.DataFrame:
-    """Empty annotator-estimates frame (Dawid-Skene confusions, skills)."""
-    return pd.DataFrame({c: pd.Series(dtype=t) for c, t in (
-        ("method", "str"), ("level", "str"), ("annotator_id", "str"), ("kind", "str"),
-        ("true_label", "str"), ("observed_label", "str"), ("value", "float64"))})
+    """One level's aggregation by the policy (majority with noise removal, plurality with the
+    AffectNet+ Supplement II tie-break, or a crowd-kit model), fitted on the level's votes."""
+    votes = pd.DataFrame({"task": kept_votes["image_id"].astype(str).to_numpy(),
+                          "worker": kept_votes["annotator_id"].astype(str).to_numpy(),
+                          "label": kept_votes["_vote"].astype(str).to_numpy()})
+    ties = dict(zip(counts.index, query_labels))
+    agg = replace(pol) if is_dataclass(pol) else pol
+    agg.fit(votes, tasks=counts.index, labels=universe, tie_labels=ties, level=prefix)
+    res = {"winner": agg.labels_.tolist(), "status": agg.status_.tolist(), "reason": agg.reasons_.tolist(),
+           "confidence": agg.confidence_.to_numpy()}
+    return res, agg.estimates_
 
 
 def _age_shares(out: pd.DataFrame, kept: pd.DataFrame, kimg: pd.Series, all_images: pd.Index) -> None:
     """Age groups (multi-label, FindingEmo §2.1) per image: share of kept annotations ticking each."""
-    from ops.annotations.readers import FINDINGEMO_AGE_GROUPS
+    from ops.annotations.schema import FINDINGEMO_AGE_GROUPS
 
     if "age_groups" not in kept.columns:
         return
@@ -564,3 +381,30 @@ def merged_to_arrow(merged: pd.DataFrame):
     if merged.empty:  # an empty frame's pandas dtypes (float64 for list columns) would not convert
         return schema.empty_table()
     return pa.Table.from_pandas(merged, schema=schema, preserve_index=False)
+
+
+def merge_all_taxonomies(annotations: pd.DataFrame, policy: "str | Mapping[str, Any] | Aggregator" = "majority",
+                         excluded: Iterable[str] = (), keyword_labels: Mapping[str, str] | None = None,
+                         ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Merge per taxonomy (a FindingEmo source and an AffectNet vote-count source can coexist):
+    one row per (image, taxonomy), columns of each taxonomy's levels side by side, plus the annotator
+    estimates of crowd-kit policies with their taxonomy."""
+    pol = make_aggregator(policy)
+    merged, estimates = [], []
+    excluded = list(excluded)
+    groups = list(annotations.groupby("taxonomy", sort=True))
+    if not groups:  # no annotation at all: still the full (empty) schema, Plutchik's levels
+        groups = [("plutchik24", annotations)]
+    for tax, part in groups:
+        m, e = merge_annotations_with_estimates(part, pol, taxonomy=str(tax), excluded_annotators=excluded,
+                                                keyword_labels=keyword_labels)
+        m.insert(1, "taxonomy", tax)
+        merged.append(m)
+        if e is not None and len(e):
+            e = e.copy()
+            e.insert(0, "taxonomy", tax)
+            estimates.append(e)
+    m = pd.concat(merged, ignore_index=True)
+    e = pd.concat(estimates, ignore_index=True) if estimates else pd.DataFrame(
+        columns=["taxonomy", "method", "level", "annotator_id", "kind", "true_label", "observed_label", "value"])
+    return m, e
