@@ -114,10 +114,12 @@ class AssetIO:
         return self.wh.has_table(name, partition)
 
     # ---- outputs --------------------------------------------------------------------------------
-    def write(self, name: str, data: pd.DataFrame | pa.Table, partition: str | None = None) -> Written:
-        path = self.wh.write_table(name, data, partition=partition, refresh=False)
+    def write(self, name: str, data: pd.DataFrame | pa.Table, partition: str | None = None,
+              schema: pa.Schema | None = None) -> Written:
+        """Write a table (or a partition of it) with its fixed schema when it has one."""
+        path = self.wh.write_table(name, data, partition=partition, schema=schema, refresh=False)
         w = Written(name, path, int(data.num_rows if isinstance(data, pa.Table) else len(data)),
-                    _arrow_schema(data), partition)
+                    schema if schema is not None else _arrow_schema(data), partition)
         self.written.append(w)
         return w
 

@@ -47,7 +47,7 @@ def search_ran_every_query(context: AssetCheckExecutionContext, emoforge: Emofor
     key = context.partition_key
     kind, start, end = parse_batch_key(key)
     log = emoforge.warehouse.read_table("search_log", partition=key)
-    planned = emoforge.settings.acquisition.scrape_plan().size()
+    planned = emoforge.settings.acquisition.scrape_plan(emoforge.warehouse.url_list_cache_dir()).size()
     expected = max(0, min(end, planned) - start) if kind == "q" else 1
     ran = len(log)
     passed = ran == expected

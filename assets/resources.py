@@ -63,7 +63,13 @@ class EmoforgeResource(ConfigurableResource):
             return
         from warehouse.locks import build_lock
 
-        with build_lock(self.warehouse.root, command=f"dagster run {run.run_id} ({run.job_name})"):
+        root = self.warehouse.root
+        with build_lock(root, command=f"dagster run {run.run_id} ({run.job_name})"):
+            instance = getattr(context, "instance", None)
+            if instance is not None:
+                instance.add_run_tags(run.run_id, {"emoforge/pid": str(os.getpid()), "emoforge/data_dir": str(root)})
+                for rid in fail_dead_runs(instance, root, exclude=run.run_id):
+                    context.log.warning(f"run {rid} was left STARTED by a process that died: marked failed")
             yield self
 
 
@@ -138,3 +144,37 @@ def _running_identity(base: str) -> dict | None:
         return data if isinstance(data, dict) and data.get("service") == "emoforge-demo" else None
     except (requests.RequestException, ValueError):
         return None
+
+
+def fail_dead_runs(instance, data_dir, exclude: str | None = None) -> list[str]:
+    """Runs of this data directory that the instance still shows as started but whose process is
+    gone (a build killed with kill -9): marked failed, so the UI does not show them running
+    forever. Called while holding the directory's build lock, so no live build of this directory
+    can own them. Runs of other data directories (a shared DAGSTER_HOME) are left alone."""
+    from dagster import DagsterRunStatus, RunsFilter
+
+    stale = []
+    for rec in instance.get_run_records(RunsFilter(statuses=[DagsterRunStatus.STARTED, DagsterRunStatus.STARTING])):
+        run = rec.dagster_run
+        tags = run.tags or {}
+        if run.run_id == exclude or tags.get("emoforge/data_dir") != str(data_dir):
+            continue
+        pid = tags.get("emoforge/pid", "")
+        if pid.isdigit() and _pid_alive(int(pid)):
+            continue
+        instance.report_run_failed(run, message="the process running this build ended without finishing it "
+                                                "(killed?); marked failed by the next build of this data directory")
+        stale.append(run.run_id[:8])
+    return stale
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

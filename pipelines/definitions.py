@@ -81,7 +81,7 @@ def resources_from_env() -> dict:
                     "each run takes its batch's queries from the current configuration.")
 def new_scrape_batches(context: SensorEvaluationContext, emoforge: EmoforgeResource):
     known = set(context.instance.get_dynamic_partitions(scrape_batches.name))
-    planned = emoforge.settings.acquisition.scrape_plan().batches(sorted(known))
+    planned = emoforge.settings.acquisition.scrape_plan(emoforge.warehouse.url_list_cache_dir()).batches(sorted(known))
     new = [k for k in planned if k not in known]
     if not new:
         return SkipReason(f"all {len(planned)} planned scrape batches are registered")

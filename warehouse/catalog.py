@@ -60,55 +60,70 @@ def file_schema(path: Path) -> pa.Schema:
     n = meta.num_rows
     if n == 0:
         return pa.schema([pa.field(f.name, f.type) for f in schema])
+    # leaf columns by path ("a", or "votes.list.element.label" for nested ones): only top-level
+    # flat columns are judged, by their own column chunk statistics
+    leaf = {meta.row_group(0).column(j).path_in_schema: j for j in range(meta.num_columns)} if meta.num_row_groups else {}
     fields = []
-    for i, f in enumerate(schema):
+    for f in schema:
+        j = leaf.get(f.name)
+        all_null = j is not None and not pa.types.is_nested(f.type)
         nulls = 0
-        known = True
-        for rg in range(meta.num_row_groups):
-            try:
-                col = meta.row_group(rg).column(i)
-            except IndexError:   # nested columns: leave as is
-                known = False
-                break
-            st = col.statistics
+        for rg in range(meta.num_row_groups if all_null else 0):
+            st = meta.row_group(rg).column(j).statistics
             if st is None or not st.has_null_count:
-                known = False
+                all_null = False
                 break
             nulls += st.null_count
-        fields.append(pa.field(f.name, pa.null() if known and nulls == n and not pa.types.is_nested(f.type) else f.type))
+        fields.append(pa.field(f.name, pa.null() if all_null and nulls == n else f.type))
     return pa.schema(fields)
 
 
 def unified_schema(files: list[Path], cache: dict | None = None) -> pa.Schema:
-    """One schema over a table's files: columns by name, null-typed columns take the others' type,
-    numeric types widen (permissive promotion). ``cache``: path -> (mtime_ns, size, schema) of files
-    seen before (their footers are not read again)."""
-    schemas = [_cached_file_schema(f, cache) for f in files]
-    try:
-        out = pa.unify_schemas(schemas, promote_options="permissive")
-    except (pa.ArrowInvalid, pa.ArrowTypeError):
-        # incompatible types in some column: the latest file's type wins (files are keyed by batch,
-        # so the latest is the one written with the current schema)
-        fields: dict[str, pa.Field] = {}
-        for s in schemas:
-            for f in s:
-                if f.name not in fields or not pa.types.is_null(f.type):
-                    fields[f.name] = f
-        out = pa.schema(list(fields.values()))
-    return pa.schema([pa.field(f.name, pa.string()) if pa.types.is_null(f.type) else f for f in out])
+    """One schema over a table's files: columns by name, in order of first appearance; a column's
+    type comes from the files where it holds values (numeric types widen; on a real conflict the
+    latest file wins: files are keyed by batch, the latest is written with the current schema); a
+    column that is NULL in every file keeps the latest file's declared type (string if that is null).
+    ``cache``: path -> (mtime_ns, size, (declared, valued)) of files seen before (footers not re-read)."""
+    pairs = [_cached_file_schema(f, cache) for f in files]
+    order: list[str] = []
+    declared: dict[str, pa.DataType] = {}
+    valued: dict[str, list[pa.DataType]] = {}
+    for decl, val in pairs:
+        for f in decl:
+            if f.name not in declared:
+                order.append(f.name)
+            if not pa.types.is_null(f.type) or f.name not in declared:
+                declared[f.name] = f.type
+        for f in val:
+            if not pa.types.is_null(f.type):
+                valued.setdefault(f.name, []).append(f.type)
+    fields = []
+    for name in order:
+        types = valued.get(name)
+        if types:
+            try:
+                t = pa.unify_schemas([pa.schema([pa.field(name, x)]) for x in types],
+                                     promote_options="permissive").field(name).type
+            except (pa.ArrowInvalid, pa.ArrowTypeError):
+                t = types[-1]
+        else:
+            t = declared[name]
+        fields.append(pa.field(name, pa.string() if pa.types.is_null(t) else t))
+    return pa.schema(fields)
 
 
-def _cached_file_schema(path: Path, cache: dict | None) -> pa.Schema:
+def _cached_file_schema(path: Path, cache: dict | None) -> tuple[pa.Schema, pa.Schema]:
+    """(declared schema, schema with all-NULL columns typed null) of one file."""
     if cache is None:
-        return file_schema(path)
+        return pq.read_schema(path), file_schema(path)
     st = path.stat()
     key = str(path)
     hit = cache.get(key)
     if hit is not None and hit[0] == st.st_mtime_ns and hit[1] == st.st_size:
         return hit[2]
-    schema = file_schema(path)
-    cache[key] = (st.st_mtime_ns, st.st_size, schema)
-    return schema
+    pair = (pq.read_schema(path), file_schema(path))
+    cache[key] = (st.st_mtime_ns, st.st_size, pair)
+    return pair
 
 
 def schema_covers(catalog_schema: pa.Schema, new: pa.Schema) -> bool:

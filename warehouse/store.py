@@ -23,7 +23,7 @@ import os
 import re
 import tempfile
 from pathlib import Path
-from typing import BinaryIO, Callable, Iterator
+from typing import BinaryIO, Callable, Iterable, Iterator
 
 import duckdb
 import pandas as pd
@@ -104,7 +104,7 @@ def to_arrow(df: pd.DataFrame | pa.Table, schema: pa.Schema | None = None) -> pa
         if f.name in table.column_names:
             col = table.column(f.name)
             if not col.type.equals(f.type):
-                col = col.cast(f.type) if not pa.types.is_null(col.type) else pa.nulls(len(table), f.type)
+                col = _cast(col, f, name_of=f.name)
         else:
             col = pa.nulls(len(table), f.type)
         cols.append(col)
@@ -114,6 +114,19 @@ def to_arrow(df: pd.DataFrame | pa.Table, schema: pa.Schema | None = None) -> pa
             cols.append(table.column(name))
             fields.append(table.schema.field(name))
     return pa.Table.from_arrays(cols, schema=pa.schema(fields))
+
+
+def _cast(col: pa.ChunkedArray, field: pa.Field, name_of: str) -> pa.ChunkedArray:
+    """One column to its schema type; timestamps may lose sub-microsecond digits, nothing else may
+    lose data (a value that does not fit is an error naming the column)."""
+    if pa.types.is_null(col.type):
+        return pa.nulls(len(col), field.type) if len(col) else pa.chunked_array([], field.type)
+    try:
+        return col.cast(field.type)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as e:
+        if pa.types.is_timestamp(col.type) and pa.types.is_timestamp(field.type):
+            return col.cast(field.type, safe=False)
+        raise ValueError(f"column {name_of!r}: cannot store {col.type} values as {field.type}: {e}") from None
 
 
 def _to_pandas(table: pa.Table) -> pd.DataFrame:
@@ -202,30 +215,39 @@ class Warehouse:
         _check_key(batch)
         return self.state_path("download_journal", f"{batch}.jsonl")
 
+    def url_list_cache_dir(self) -> Path:
+        """Parsed URL lists, kept between processes (keyed by the list file's version)."""
+        return self.state_path("url_lists", "x").parent
+
     def phash_index_dir(self, mode: str) -> Path:
         """The persistent near-duplicate index of one pHash mode."""
         return self.state_path(f"phash_index_{mode}", "x").parent
 
-    # ---- lookups over the history of partitioned tables ------------------------------------------
-    def seen_urls(self, before: str) -> set[str]:
-        """Normalized URLs that ``candidate_urls`` partitions before ``before`` made candidates."""
-        seen: set[str] = set()
-        for k in self.partitions("candidate_urls"):
-            if k < before:
-                prev = self.read_table("candidate_urls", partition=k, columns=["normalized_url"])
-                seen.update(prev.loc[prev["normalized_url"].notna(), "normalized_url"])
-        return seen
+    # ---- lookups over the history of partitioned tables (warehouse.lookups) ----------------------
+    def _index(self, table: str, key: str, values: list[str]):
+        from warehouse.lookups import PartitionIndex
+
+        return PartitionIndex(self.state_path("lookups", f"{table}.sqlite"), self.tables_dir / table, key, values)
+
+    def seen_urls(self, before: str, among: Iterable[str] | None = None) -> set[str]:
+        """Normalized URLs (of ``among``, or all) that ``candidate_urls`` partitions before ``before``
+        made candidates; answered from a persistent index, so it costs the same at every batch."""
+        idx = self._index("candidate_urls", "normalized_url", [])
+        if among is None:
+            idx.sync()
+            import sqlite3
+
+            with sqlite3.connect(idx.db_path) as con:
+                return {k for k, b in con.execute("SELECT k, batch FROM rows") if b < before}
+        return {row[0] for row in idx.lookup(among) if row[1] < before}
 
     def known_hashes(self, shas: list[str], mode: str, exclude_batch: str | None = None) -> dict[str, tuple]:
         """pHashes (hex, error) already computed in ``mode`` for these SHA-256s by other batches."""
-        want = set(shas)
+        idx = self._index("image_hashes", "sha256", ["phash", "hash_error", "hash_mode"])
         out: dict[str, tuple] = {}
-        for k in self.partitions("image_hashes"):
-            if k == exclude_batch:
-                continue
-            prev = self.read_table("image_hashes", partition=k, columns=["sha256", "phash", "hash_mode", "hash_error"])
-            prev = prev[(prev["hash_mode"] == mode) & prev["sha256"].isin(want)]
-            out.update(zip(prev["sha256"], zip(prev["phash"], prev["hash_error"])))
+        for sha, batch, phash, err, m in sorted(idx.lookup(shas), key=lambda r: r[1]):
+            if batch != exclude_batch and m == mode and sha not in out:
+                out[sha] = (phash, err)
         return out
 
     def export_path(self, name: str) -> Path:

@@ -78,6 +78,7 @@ class ScrapePlan:
     url_list: UrlListSpec | None = None
     max_items: int | None = None
     items_per_batch: int = 5000
+    cache_dir: Path | None = None                  # where a parsed URL list is kept between processes
 
     @property
     def kind(self) -> str:
@@ -104,7 +105,8 @@ class ScrapePlan:
         """The URL list's items (parsed once per process and file version)."""
         if self.url_list is None:
             raise ValueError("this plan has no URL list (provider is not url_list)")
-        return _url_items_cached(self.url_list, self.max_items, *_file_version(self.url_list.path)).copy()
+        return _url_items_cached(self.url_list, self.max_items, self.cache_dir,
+                                 *_file_version(self.url_list.path)).copy()
 
     def size(self) -> int:
         """Units to scrape: queries, or URL-list items."""
@@ -142,5 +144,20 @@ def _file_version(path: Path) -> tuple[str, int, int]:
 
 
 @lru_cache(maxsize=4)
-def _url_items_cached(spec: UrlListSpec, max_items: int | None, _path: str, _size: int, _mtime: int) -> pd.DataFrame:
-    return load_url_list(spec, max_items=max_items)
+def _url_items_cached(spec: UrlListSpec, max_items: int | None, cache_dir: Path | None,
+                      path: str, size: int, mtime: int) -> pd.DataFrame:
+    """A URL list parsed once: per process (this cache) and, with ``cache_dir``, across processes (a
+    Parquet file keyed by the list's path, size, modification time and reading options)."""
+    if cache_dir is None:
+        return load_url_list(spec, max_items=max_items)
+    import hashlib
+
+    from warehouse.store import atomic_write_parquet
+
+    key = hashlib.sha256(repr((spec, max_items, path, size, mtime)).encode()).hexdigest()[:20]
+    cached = Path(cache_dir) / f"url_list-{key}.parquet"
+    if cached.exists():
+        return pd.read_parquet(cached)
+    items = load_url_list(spec, max_items=max_items)
+    atomic_write_parquet(cached, items, durable=False)
+    return items

@@ -93,6 +93,10 @@ def load_url_list(spec: UrlListSpec, max_items: int | None = None) -> pd.DataFra
             df = _read_jsonl(path)
     except UrlListError:
         raise
+    except UnicodeDecodeError:
+        from ops.inputs import describe_non_utf8
+
+        raise UrlListError(f"URL list {path}: {describe_non_utf8(path)}") from None
     except (OSError, ValueError) as e:
         raise UrlListError(f"URL list {path} could not be read as {fmt}: {e}") from None
     for col in (url_col, id_col, order_col, query_col):

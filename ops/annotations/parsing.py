@@ -28,6 +28,7 @@ from ops.annotations.schema import (
     UNDEFINED, AnnotationSourceError, IngestResult, coerce,
 )
 from ops.annotations.taxonomy import Taxonomy
+from ops.inputs import describe_non_utf8
 
 # ---- helpers -------------------------------------------------------------------------------------
 
@@ -251,7 +252,7 @@ def csv_records(path: Path, delimiter: str | None = None) -> tuple[list[str], It
         fh.seek(0)
     except UnicodeDecodeError as e:
         fh.close()
-        raise AnnotationSourceError(path, f"not UTF-8 text: {e}") from e
+        raise AnnotationSourceError(path, describe_non_utf8(path)) from e
     if delimiter is None:
         delimiter = "\t" if path.suffix.lower() in (".tsv", ".tab") or ("\t" in sample.split("\n", 1)[0] and "," not in sample.split("\n", 1)[0]) else ","
     reader = csv.reader(fh, delimiter=delimiter)
@@ -260,7 +261,10 @@ def csv_records(path: Path, delimiter: str | None = None) -> tuple[list[str], It
     except StopIteration:
         fh.close()
         raise AnnotationSourceError(path, "empty file (no header line)") from None
-    except (csv.Error, UnicodeDecodeError) as e:
+    except UnicodeDecodeError as e:
+        fh.close()
+        raise AnnotationSourceError(path, describe_non_utf8(path)) from e
+    except csv.Error as e:
         fh.close()
         raise AnnotationSourceError(path, f"unreadable: {e}") from e
     header = [h.strip() for h in header]
@@ -274,7 +278,9 @@ def csv_records(path: Path, delimiter: str | None = None) -> tuple[list[str], It
                 if not rec or (not rec[0].strip() and all(not x.strip() for x in rec)):
                     continue  # blank line (first field tested alone: the common case, cheaply)
                 yield start, rec
-        except (csv.Error, UnicodeDecodeError) as e:
+        except UnicodeDecodeError as e:
+            raise AnnotationSourceError(path, describe_non_utf8(path)) from e
+        except csv.Error as e:
             raise AnnotationSourceError(path, f"unreadable near line {prev + 1}: {e}") from e
         finally:
             fh.close()

@@ -229,7 +229,7 @@ def queue_pool(unique: pd.DataFrame | None, annotations: pd.DataFrame,
     if unique is not None:
         pool = [i if isinstance(i, str) and i else s for i, s in zip(unique["item_id"], unique["sha256"])]
     else:
-        pool = list(url_list_items or [])
+        pool = list(url_list_items) if url_list_items is not None else []
     return sorted(set(pool) | set(annotations["image_id"].astype(str)))
 
 
