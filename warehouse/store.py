@@ -180,6 +180,13 @@ class BlobStore:
         return self.path(sha256).read_bytes()
 
 
+# partitioned tables with a persistent lookup over their history (warehouse.lookups): key, values
+INDEXED_TABLES: dict[str, tuple[str, list[str]]] = {
+    "candidate_urls": ("normalized_url", []),
+    "image_hashes": ("sha256", ["phash", "hash_error", "hash_mode"]),
+}
+
+
 class Warehouse:
     """All file locations of one data directory, and the only writer of its DuckDB catalog."""
 
@@ -232,7 +239,7 @@ class Warehouse:
     def seen_urls(self, before: str, among: Iterable[str] | None = None) -> set[str]:
         """Normalized URLs (of ``among``, or all) that ``candidate_urls`` partitions before ``before``
         made candidates; answered from a persistent index, so it costs the same at every batch."""
-        idx = self._index("candidate_urls", "normalized_url", [])
+        idx = self._index("candidate_urls", *INDEXED_TABLES["candidate_urls"])
         if among is None:
             idx.sync()
             import sqlite3
@@ -243,7 +250,7 @@ class Warehouse:
 
     def known_hashes(self, shas: list[str], mode: str, exclude_batch: str | None = None) -> dict[str, tuple]:
         """pHashes (hex, error) already computed in ``mode`` for these SHA-256s by other batches."""
-        idx = self._index("image_hashes", "sha256", ["phash", "hash_error", "hash_mode"])
+        idx = self._index("image_hashes", *INDEXED_TABLES["image_hashes"])
         out: dict[str, tuple] = {}
         for sha, batch, phash, err, m in sorted(idx.lookup(shas), key=lambda r: r[1]):
             if batch != exclude_batch and m == mode and sha not in out:
@@ -267,6 +274,8 @@ class Warehouse:
         path = self.table_path(name, partition)
         table = to_arrow(df, schema)
         atomic_write_parquet(path, table)
+        if partition is not None and name in INDEXED_TABLES:
+            self._index(name, *INDEXED_TABLES[name]).invalidate(partition)
         if refresh and not self.catalog_covers(name, path):
             self.refresh_catalog()
         return path
