@@ -10,13 +10,15 @@ from dagster import AssetExecutionContext, DynamicPartitionsDefinition, Metadata
 
 from assets._io import AssetIO, code_version
 from assets._meta import breakdown, breakdown_md, md_table
+from assets.demo import demo_world
 from assets.resources import DemoWebResource, EmoforgeResource
-from ops.acquisition import batches, candidates, download, images, search, transport, url_lists
+from ops.acquisition import batches, candidates, download, images, schemas, search, transport, url_lists
 from ops.acquisition import statuses as S
-from ops.acquisition.candidates import PENDING, filter_candidates
+from ops.acquisition.candidates import PENDING, filter_candidates, normalize_url
 from ops.acquisition.download import DownloadItem, Downloader
 from ops.acquisition.search import DdgsSearch, HttpJsonSearch, run_searches
 from ops.acquisition.url_lists import url_list_hits, url_list_log
+from ops.dedup import phash
 
 scrape_batches = DynamicPartitionsDefinition(name="scrape_batches")
 
@@ -29,14 +31,14 @@ GROUP = "acquisition"
 def search_queries(context: AssetExecutionContext, emoforge: EmoforgeResource):
     io = AssetIO(context, emoforge, emoforge.settings.acquisition.keywords)
     a = emoforge.settings.acquisition
-    q = a.scrape_plan().queries()
-    written = io.write("search_queries", q)
+    q = a.scrape_plan(io.wh.url_list_cache_dir()).queries()
+    written = io.write("search_queries", q, schema=schemas.SEARCH_QUERIES)
     k = a.keyword_sets()
     return io.result(written, n_emotions=len(k["emotions"]), n_people=len(k["people"]), n_settings=len(k["settings"]),
                      provider=a.provider.kind, examples=md_table(q[["query_index", "query", "batch"]]))
 
 
-@asset(group_name=GROUP, kinds={"python", "parquet"}, partitions_def=scrape_batches, deps=[search_queries],
+@asset(group_name=GROUP, kinds={"python", "parquet"}, partitions_def=scrape_batches, deps=[search_queries, demo_world],
        code_version=code_version(batches, search, url_lists),
        description="The first N image-search results per query of the batch (or the batch's items of "
                    "a URL list), with provenance; every query run is logged in `search_log`.")
@@ -44,7 +46,7 @@ def search_results(context: AssetExecutionContext, emoforge: EmoforgeResource, d
     a = emoforge.settings.acquisition
     io = AssetIO(context, emoforge, a.provider)
     key = context.partition_key
-    plan = a.scrape_plan()
+    plan = a.scrape_plan(io.wh.url_list_cache_dir())
     p = a.provider
     if plan.kind != batches.parse_batch_key(key)[0]:
         raise ValueError(f"batch {key} is a {'URL-list' if key.startswith('u') else 'query'} batch but the "
@@ -63,8 +65,8 @@ def search_results(context: AssetExecutionContext, emoforge: EmoforgeResource, d
                                  progress=lambda d, t, s: context.log.debug(f"query {d}/{t}: {s}"))
     hits["batch"] = key
     log["batch"] = key
-    io.write("search_log", log, partition=key)
-    written = io.write("search_results", hits, partition=key)
+    io.write("search_log", log, partition=key, schema=schemas.SEARCH_LOG)
+    written = io.write("search_results", hits, partition=key, schema=schemas.SEARCH_RESULTS)
     failed = log[log["status"] == "error"]
     if len(failed):
         context.log.warning(f"{len(failed)} of {len(log)} queries failed, e.g. {failed['error'].iloc[0]}")
@@ -86,11 +88,11 @@ def candidate_urls(context: AssetExecutionContext, emoforge: EmoforgeResource):
     io = AssetIO(context, emoforge, {"blacklist": a.blacklist_domains, "widths": [a.min_width, a.max_width]})
     key = context.partition_key
     hits = io.read("search_results", partition=key)
-    seen = io.wh.seen_urls(before=key)
+    seen = io.wh.seen_urls(before=key, among=[normalize_url(u) for u in hits["image_url"]])
     cands = filter_candidates(hits, blacklist=a.blacklist_domains, min_width=a.min_width,
                               max_width=a.max_width, seen_urls=seen)
     cands["batch"] = key
-    written = io.write("candidate_urls", cands, partition=key)
+    written = io.write("candidate_urls", cands, partition=key, schema=schemas.CANDIDATE_URLS)
     pending = int((cands["filter_status"] == PENDING).sum())
     return io.result(
         written, items_in=len(hits), items_out=pending,
@@ -101,10 +103,13 @@ def candidate_urls(context: AssetExecutionContext, emoforge: EmoforgeResource):
 
 
 @asset(group_name=GROUP, kinds={"python", "parquet"}, partitions_def=scrape_batches, deps=[candidate_urls],
-       code_version=code_version(download, images, transport),
+       code_version=code_version(download, images, transport, phash),
        description="Every candidate with exactly one final status: the filter's reason, or the "
                    "downloader's (ok, http_404, timeout, too_large, not_an_image, truncated, too_small, "
-                   "blocked_address, ...). ok images are decoded, width-checked and stored by SHA-256.")
+                   "too_tall, too_many_pixels, extreme_aspect_ratio, blocked_address, ...). Dimensions are "
+                   "checked from the header before decoding; ok images are validated by one decode (JPEG: "
+                   "DCT-scaled), stored by SHA-256 and carry their fast pHash from that decode. Transient "
+                   "failures are tried again by later builds, up to download.max_build_attempts.")
 def downloaded_images(context: AssetExecutionContext, emoforge: EmoforgeResource, demo_web: DemoWebResource):
     a = emoforge.settings.acquisition
     io = AssetIO(context, emoforge, a.download)
@@ -124,13 +129,15 @@ def downloaded_images(context: AssetExecutionContext, emoforge: EmoforgeResource
                          progress=lambda d, t, s: (d % step == 0 or d == t) and
                          context.log.info(f"downloaded {d}/{t} (last: {s})"))
     out = download.final_statuses(cands, res)
-    written = io.write("downloaded_images", out, partition=key)
+    written = io.write("downloaded_images", out, partition=key, schema=schemas.DOWNLOADED_IMAGES)
     ok = out[out["status"] == S.OK]
     is_pending = out["filter_status"] == PENDING
     return io.result(
         written, items_in=int(is_pending.sum()), items_out=len(ok),
         dropped={k: v for k, v in breakdown(out.loc[is_pending, "status"]).items() if k != S.OK},
         candidates=MetadataValue.int(len(out)),
+        retried_transient_failures=MetadataValue.int(downloader.retried),
+        retries_due_next_build=MetadataValue.int(download.retries_due(res, a.download.max_build_attempts)),
         distinct_images=MetadataValue.int(int(ok["sha256"].nunique())),
         megabytes=MetadataValue.float(round(float(ok["bytes"].fillna(0).sum()) / 1e6, 2)),
         status_breakdown=breakdown_md(out["status"]),

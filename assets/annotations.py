@@ -5,12 +5,13 @@ raw_annotations → annotator_scores → merged_annotations → annotation_stats
 """
 
 
-from dagster import AssetExecutionContext, MetadataValue, asset
+from dagster import AssetExecutionContext, AssetKey, MetadataValue, asset
 
 from assets._io import AssetIO, code_version, md_table, png_md
 from assets._meta import breakdown
 from assets.acquisition import downloaded_images
 from assets.dedup import unique_images
+from assets.demo import demo_world
 from assets.resources import EmoforgeResource
 from ops.annotations import grading, linking, parsing, plots, queue, readers, schema, sources
 from ops.annotations import statistics as stats
@@ -26,7 +27,7 @@ from ops.labels.merge import merge_all_taxonomies, merged_to_arrow
 GROUP = "annotations"
 
 
-@asset(group_name=GROUP, kinds={"python", "parquet"}, deps=[downloaded_images],
+@asset(group_name=GROUP, kinds={"python", "parquet"}, deps=[downloaded_images, demo_world],
        code_version=code_version(readers, parsing, schema, sources, linking),
        description="Every configured annotation export (FindingEmo .ann, long, vote counts) as one row per "
                    "(image, annotator): the CONTRACT `annotations` table. Bad rows go to "
@@ -162,7 +163,8 @@ def annotation_stats(context: AssetExecutionContext, emoforge: EmoforgeResource)
     return io.result(None, **md)
 
 
-@asset(group_name=GROUP, kinds={"python", "parquet", "csv", "json"}, deps=[merged_annotations, unique_images],
+@asset(group_name=GROUP, kinds={"python", "parquet", "csv", "json"},
+       deps=[merged_annotations, unique_images, AssetKey("keep_predictions"), AssetKey("emo8_predictions")],
        code_version=code_version(queue),
        description="The next K images to serve to annotators (FindingEmo §2.3.2, §2.3.3): keep probability "
                    "≥ 0.75 where predictions exist, Emo8 labels drawn with odds inversely proportional to their "

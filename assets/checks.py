@@ -12,6 +12,7 @@ from dagster import AssetCheckExecutionContext, AssetCheckResult, AssetCheckSeve
 from assets.acquisition import candidate_urls, downloaded_images, scrape_batches, search_results
 from assets.annotations import merged_annotations, raw_annotations
 from assets.dedup import image_hashes, unique_images
+from assets.models import emo8_predictions, image_features, keep_predictions
 from assets.resources import EmoforgeResource
 from ops import quality
 from ops.acquisition import statuses as S
@@ -135,6 +136,7 @@ def annotations_valid(context: AssetCheckExecutionContext, emoforge: EmoforgeRes
                          "no more votes than annotators.")
 def merged_annotations_valid(context: AssetCheckExecutionContext, emoforge: EmoforgeResource) -> AssetCheckResult:
     df = emoforge.warehouse.read_table("merged_annotations")
+    df["n_annotations_all"] = df["n_annotations"] + df["n_excluded"]
     levels = sorted({c[: -len("_n_votes")] for c in df.columns if c.endswith("_n_votes")})
     for p in levels:
         counts = [c for c in df.columns if c.startswith(f"{p}_n_") and c not in
@@ -142,3 +144,41 @@ def merged_annotations_valid(context: AssetCheckExecutionContext, emoforge: Emof
         df[f"{p}__vote_sum"] = df[counts].fillna(0).sum(axis=1).astype("int64")
         df[f"{p}_n_votes"] = df[f"{p}_n_votes"].fillna(0).astype("int64")
     return _result(quality.validate(df, "merged_annotations", quality.merged_suite(levels)))
+
+
+# ---- the model side -------------------------------------------------------------------------------------
+
+@asset_check(asset=image_features, blocking=True,
+             description="GX: one feature row per unique image and extractor, a known status, and every ok "
+                         "vector finite (read back from the feature store).")
+def image_features_valid(context: AssetCheckExecutionContext, emoforge: EmoforgeResource) -> AssetCheckResult:
+    import numpy as np
+
+    wh = emoforge.warehouse
+    df = wh.read_table("image_features")
+    n_unique = len(wh.read_table("unique_images", columns=["sha256"]))
+    bb = wh.read_table("backbones")
+    finite = np.ones(len(df), dtype=bool)
+    for _, b in bb.iterrows():
+        sel = (df["extractor"] == b["extractor"]) & (df["status"] == "ok")
+        if sel.any():
+            vec, found = wh.feature_store(b["extractor"], int(b["feature_dim"])).read(df.loc[sel, "sha256"].tolist())
+            finite[np.flatnonzero(sel.to_numpy())] = found & np.isfinite(vec).all(axis=1)
+    df = df.assign(finite=finite)
+    return _result(quality.validate(df, "image_features", quality.features_suite(n_unique * len(bb))))
+
+
+@asset_check(asset=keep_predictions, blocking=True,
+             description="GX: one p_keep in [0, 1] per image, all from one keep/reject model version.")
+def keep_predictions_valid(context: AssetCheckExecutionContext, emoforge: EmoforgeResource) -> AssetCheckResult:
+    df = emoforge.warehouse.read_table("keep_predictions")
+    return _result(quality.validate(df, "keep_predictions", quality.predictions_suite(["p_keep"])))
+
+
+@asset_check(asset=emo8_predictions, blocking=True,
+             description="GX: one row per kept image, the 8 Emo8 probabilities in [0, 1], one model version.")
+def emo8_predictions_valid(context: AssetCheckExecutionContext, emoforge: EmoforgeResource) -> AssetCheckResult:
+    from assets.models import EMO8_COLUMNS
+
+    df = emoforge.warehouse.read_table("emo8_predictions")
+    return _result(quality.validate(df, "emo8_predictions", quality.predictions_suite(EMO8_COLUMNS)))

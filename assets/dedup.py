@@ -9,6 +9,7 @@ from dagster import AssetExecutionContext, MetadataValue, asset
 from assets._io import AssetIO, code_version, md_table
 from assets.acquisition import downloaded_images, scrape_batches
 from assets.resources import EmoforgeResource
+from ops.acquisition import schemas
 from ops.acquisition import statuses as S
 from ops.dedup import grouping, hash_index, hashing, phash
 from ops.dedup.grouping import near_duplicate_groups, unique_image_rows
@@ -31,12 +32,13 @@ def image_hashes(context: AssetExecutionContext, emoforge: EmoforgeResource):
                              known=lambda shas: io.wh.known_hashes(shas, cfg.mode, exclude_batch=key))
     imgs = res.table
     imgs["batch"] = imgs["sha256"].map(lambda _: key).astype("string")
-    written = io.write("image_hashes", imgs, partition=key)
+    written = io.write("image_hashes", imgs, partition=key, schema=schemas.IMAGE_HASHES)
     n_err = int(imgs["hash_error"].notna().sum())
     return io.result(
         written, items_in=len(ok), items_out=len(imgs) - n_err,
         dropped={"exact_duplicate_bytes": len(ok) - len(imgs), **({"hash_error": n_err} if n_err else {})},
-        computed=MetadataValue.int(res.computed), reused=MetadataValue.int(res.reused), mode=cfg.mode,
+        computed=MetadataValue.int(res.computed), reused=MetadataValue.int(res.reused),
+        from_downloads=MetadataValue.int(res.from_downloads), mode=cfg.mode,
         fast_vs_exact_sample=MetadataValue.json(res.agreement or {"note": "no image hashed in fast mode in this batch"}),
         examples=md_table(imgs[["sha256", "phash", "width", "height"]]),
     )

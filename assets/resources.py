@@ -11,7 +11,7 @@ from dagster import ConfigurableResource, InitResourceContext, ResourceDependenc
 from pydantic import PrivateAttr
 
 from ops.config import EmoforgeConfig, load_config
-from ops.demo.config import demo_config, demo_settings
+from ops.demo.config import demo_config, demo_settings, resolve_world_paths
 from warehouse.store import Warehouse
 
 
@@ -40,17 +40,27 @@ class EmoforgeResource(ConfigurableResource):
         )
 
     @cached_property
-    def settings(self) -> EmoforgeConfig:
-        """The configuration: the file, layered over the demo settings with ``demo`` (so a file
-        that sets only the port changes only the port), the demo settings alone, or the defaults."""
+    def _loaded(self) -> EmoforgeConfig:
         if self.config_path:
             return load_config(self.config_path, base=demo_settings() if self.demo else None)
         return demo_config() if self.demo else EmoforgeConfig()
 
     @cached_property
+    def settings(self) -> EmoforgeConfig:
+        """The configuration: the file, layered over the demo settings with ``demo`` (so a file
+        that sets only the port changes only the port), the demo settings alone, or the defaults;
+        the demo world's generated files located in this data directory."""
+        return resolve_world_paths(self._loaded, self.demo_site_dir / "world")
+
+    @cached_property
     def warehouse(self) -> Warehouse:
-        data_dir = self.data_dir or self.settings.data_dir
+        data_dir = self.data_dir or self._loaded.data_dir
         return Warehouse(data_dir).ensure()
+
+    @property
+    def demo_site_dir(self):
+        """Where the demo corpus and world are generated (under the data directory's state)."""
+        return self.warehouse.state_path("demo_corpus", "MANIFEST").parent
 
     @contextmanager
     def yield_for_execution(self, context: InitResourceContext) -> Iterator["EmoforgeResource"]:
@@ -93,12 +103,12 @@ class DemoWebResource(ConfigurableResource):
         if emo.settings.acquisition.provider.kind != "demo":
             yield self
             return
-        from ops.demo.corpus import build_corpus
         from ops.demo.server import DemoServer, corpus_identity
+        from ops.demo.site import build_site
 
         demo = emo.settings.acquisition.provider.demo
-        corpus_dir = emo.warehouse.state_path("demo_corpus", "MANIFEST").parent
-        entries = build_corpus(corpus_dir, n_images=demo.n_images, seed=demo.seed)
+        corpus_dir = emo.demo_site_dir
+        entries = build_site(corpus_dir, n_images=demo.n_images, seed=demo.seed, world=demo.world.spec()).entries
         base = f"http://127.0.0.1:{demo.port}"
         server = DemoServer(corpus_dir, entries, host="127.0.0.1", port=demo.port)
         try:
@@ -108,8 +118,9 @@ class DemoWebResource(ConfigurableResource):
             mine = corpus_identity(corpus_dir)
             if theirs != mine:
                 what = ("something that is not an emoforge demo server" if theirs is None else
-                        f"an emoforge demo server for another corpus ({theirs.get('params')}, "
-                        f"this build's is {mine.get('params')})")
+                        f"an emoforge demo server for another corpus ({theirs.get('corpus', {}).get('params')}, "
+                        f"world {theirs.get('world', {}).get('params')}; this build's is "
+                        f"{mine.get('corpus', {}).get('params')}, world {mine.get('world', {}).get('params')})")
                 raise RuntimeError(
                     f"cannot start the demo server on 127.0.0.1:{demo.port} ({e.strerror}): {what} answers "
                     f"there; stop it or set acquisition.provider.demo.port to a free port"

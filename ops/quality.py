@@ -172,10 +172,43 @@ def merged_suite(levels: list[str]) -> list[Any]:
     import great_expectations as gx
 
     E = gx.expectations
+    # every merged image had at least one annotation (its annotators may all have been excluded by
+    # grading: then n_annotators is 0 and n_excluded says why)
     out = [E.ExpectCompoundColumnsToBeUnique(column_list=["image_id", "taxonomy"]),
-           E.ExpectColumnValuesToBeBetween(column="n_annotators", min_value=1)]
+           E.ExpectColumnValuesToBeBetween(column="n_annotations_all", min_value=1)]
     for p in levels:
         out.append(E.ExpectColumnPairValuesToBeEqual(column_A=f"{p}_n_votes", column_B=f"{p}__vote_sum"))
         out.append(E.ExpectColumnPairValuesAToBeGreaterThanB(column_A="n_annotators", column_B=f"{p}_n_votes",
                                                              or_equal=True))
+    return out
+
+
+def features_suite(n_expected: int) -> list[Any]:
+    """``image_features``: one row per (image, extractor), exactly as many as unique images x
+    extractors; a known status; ok vectors finite (column ``finite`` computed from the vectors)."""
+    import great_expectations as gx
+
+    E = gx.expectations
+    return [
+        E.ExpectTableRowCountToEqual(value=n_expected),
+        E.ExpectCompoundColumnsToBeUnique(column_list=["sha256", "extractor"]),
+        E.ExpectColumnValuesToBeInSet(column="status", value_set=["ok", "decode_error", "nonfinite"]),
+        E.ExpectColumnValuesToBeInSet(column="finite", value_set=[True]),
+    ]
+
+
+def predictions_suite(prob_columns: list[str]) -> list[Any]:
+    """A predictions table: one row per image, one model version for the whole table (no image
+    predicted by two versions of the task), probabilities in [0, 1]."""
+    import great_expectations as gx
+
+    E = gx.expectations
+    out = [
+        E.ExpectColumnValuesToBeUnique(column="sha256"),
+        E.ExpectColumnValuesToNotBeNull(column="model_version"),
+        E.ExpectColumnUniqueValueCountToBeBetween(column="model_version", min_value=0, max_value=1),
+    ]
+    for c in prob_columns:
+        out.append(E.ExpectColumnValuesToNotBeNull(column=c))
+        out.append(E.ExpectColumnValuesToBeBetween(column=c, min_value=0.0, max_value=1.0))
     return out

@@ -195,12 +195,19 @@ def _report(result, stage_rows: list[dict]) -> tuple[bool, list[str]]:
             if not data.passed:
                 problems.append(f"check {data.asset_check_key.name} on {data.asset_key.to_user_string()} "
                                 f"failed: {data.description}")
-        elif ev.event_type_value == "STEP_FAILURE":
-            err = ev.event_specific_data.error
-            while err is not None and err.cause is not None:  # the user's exception, not Dagster's wrapper
+        elif ev.event_type_value in ("STEP_FAILURE", "RESOURCE_INIT_FAILURE", "RUN_FAILURE", "ENGINE_EVENT"):
+            err = getattr(ev.event_specific_data, "error", None)
+            if err is None:
+                continue
+            while err.cause is not None:  # the user's exception, not Dagster's wrapper
                 err = err.cause
-            msg = err.message.strip() if err else "unknown error"
-            problems.append(f"step {ev.step_key} failed: {msg}")
+            msg = err.message.strip()
+            where = f"step {ev.step_key}" if ev.step_key else "run"
+            line = f"{where} failed: {msg}"
+            if line not in problems:
+                problems.append(line)
+    if not result.success and not problems:
+        problems.append("run failed (see the Dagster log above)")
     return result.success and not problems, problems
 
 
@@ -249,6 +256,7 @@ def _build(args: argparse.Namespace, emo, settings, wh) -> int:
 
     from assets.acquisition import scrape_batches
     from assets.resources import DemoWebResource
+    from assets.resources import fail_dead_runs
     from pipelines.definitions import JOB_ORDER, build_definitions, job_of
 
     defs = build_definitions({"emoforge": emo, "demo_web": DemoWebResource(emoforge=emo)})
@@ -264,9 +272,9 @@ def _build(args: argparse.Namespace, emo, settings, wh) -> int:
         return EXIT_USAGE
     pre, part, post = _phases(defs, selected)
     instance = DagsterInstance.get()
-    stale = fail_dead_runs(instance)
+    stale = fail_dead_runs(instance, wh.root)
     run_config = {"loggers": {"console": {"config": {"log_level": args.log_level}}}}
-    plan = settings.acquisition.scrape_plan()
+    plan = settings.acquisition.scrape_plan(wh.url_list_cache_dir())
 
     _say(f"emoforge build: data directory {wh.root}")
     if stale:
@@ -293,7 +301,7 @@ def _build(args: argparse.Namespace, emo, settings, wh) -> int:
                  if partition is None else f"▶ {label} [{job_name}]")
             result = defs.resolve_job_def(job_name).execute_in_process(
                 instance=instance, partition_key=partition, asset_selection=chunk, raise_on_error=False,
-                run_config=run_config, tags={"emoforge/cli": "build", "emoforge/pid": str(os.getpid())})
+                run_config=run_config, tags={"emoforge/cli": "build", "emoforge/pid": str(os.getpid()), "emoforge/data_dir": str(wh.root)})
             before = len(stage_rows)
             chunk_ok, problems = _report(result, stage_rows)
             for row in stage_rows[before:]:
@@ -324,7 +332,7 @@ def _build(args: argparse.Namespace, emo, settings, wh) -> int:
         todo = []
         for k in planned:
             keys = list(part) if args.rebuild or not _batch_complete(wh, plan, k) else \
-                [a for a in part if not _materialized(instance, a, k)]
+                [a for a in part if not _materialized(instance, a, k)] or _download_retries(wh, settings, part, k)
             if keys:
                 todo.append((k, keys))
         _say(f"  {len(planned)} scrape batches planned, {len(todo)} to build"
@@ -394,34 +402,24 @@ def _batch_complete(wh, plan, key: str) -> bool:
     return len(wh.read_table("search_log", partition=key, columns=["query_id"])) == expected
 
 
-def fail_dead_runs(instance) -> list[str]:
-    """Runs this instance still shows as started but whose process is gone (a build killed with
-    kill -9): marked failed, so the UI does not show them running forever. Called while holding the
-    data directory's build lock, so no live build of this directory can own them."""
-    from dagster import DagsterRunStatus, RunsFilter
+def _download_retries(wh, settings, part: list, key: str) -> list:
+    """The batch's assets from ``downloaded_images`` on when its downloads hold transient failures
+    (timeout, connection_error, http_429, http_5xx) tried in fewer builds than
+    ``download.max_build_attempts``: the downloader tries those again (issue 7, item 4); the search
+    and candidate stages are not run again. Empty otherwise."""
+    import pyarrow.parquet as pq
 
-    stale = []
-    for rec in instance.get_run_records(RunsFilter(statuses=[DagsterRunStatus.STARTED, DagsterRunStatus.STARTING])):
-        run = rec.dagster_run
-        pid = (run.tags or {}).get("emoforge/pid")
-        if pid and pid.isdigit() and _pid_alive(int(pid)):
-            continue
-        instance.report_run_failed(run, message="the process running this build ended without finishing it "
-                                                "(killed?); marked failed by the next emoforge build")
-        stale.append(run.run_id[:8])
-    return stale
+    from ops.acquisition.download import retries_due
 
-
-def _pid_alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    names = [a.to_user_string() for a in part]
+    if "downloaded_images" not in names or not wh.has_table("downloaded_images", key):
+        return []
+    have = pq.read_schema(wh.table_path("downloaded_images", key)).names
+    cols = [c for c in ("status", "transient", "build_attempts") if c in have]
+    table = wh.read_table("downloaded_images", partition=key, columns=cols)
+    if not retries_due(table, settings.acquisition.download.max_build_attempts):
+        return []
+    return list(part[names.index("downloaded_images"):])
 
 
 def _materialized(instance, asset_key, partition: str) -> bool:

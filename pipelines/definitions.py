@@ -25,11 +25,11 @@ from dagster import (
     sensor,
 )
 
-from assets import acquisition, annotations, checks, dedup
+from assets import acquisition, annotations, checks, dedup, demo, models
 from assets.acquisition import scrape_batches
 from assets.resources import DemoWebResource, EmoforgeResource
 
-ASSET_MODULES = [acquisition, dedup, annotations]
+ASSET_MODULES = [demo, acquisition, dedup, annotations, models]
 ASSETS = load_assets_from_modules(ASSET_MODULES)
 CHECKS = load_asset_checks_from_modules([checks, *ASSET_MODULES])
 
@@ -56,7 +56,19 @@ annotations_job = define_asset_job(
     description="Ingest annotation exports, grade annotators, merge labels, statistics, next batch to annotate.",
 )
 
-JOBS = [scrape_batch_job, dedup_job, annotations_job]
+demo_job = define_asset_job(
+    "demo_job",
+    selection=AssetSelection.groups("demo"),
+    description="Generate the embedded demo's corpus and world (nothing outside demo builds).",
+)
+
+models_job = define_asset_job(
+    "models_job",
+    selection=AssetSelection.groups("models", "features"),
+    description="Backbones, cached features, the keep/reject and Emo8 predictors and their predictions.",
+)
+
+JOBS = [demo_job, scrape_batch_job, dedup_job, annotations_job, models_job]
 JOB_ORDER = [j.name for j in JOBS]   # the CLI runs the global stages job by job, in this order when free
 
 
@@ -67,6 +79,10 @@ def job_of(asset_key, graph) -> str:
         return "scrape_batch_job"
     if node.group_name == "annotations":
         return "annotations_job"
+    if node.group_name == "demo":
+        return "demo_job"
+    if node.group_name in ("models", "features"):
+        return "models_job"
     return "dedup_job"
 
 

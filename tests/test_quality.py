@@ -28,7 +28,16 @@ def test_downloads_suite_needs_one_known_status_per_candidate():
 
 def test_merged_suite_checks_vote_sums():
     df = pd.DataFrame({"image_id": ["i1", "i2"], "taxonomy": ["t", "t"], "n_annotators": [3, 2],
+                       "n_annotations_all": [3, 2],
                        "emotion8_n_votes": [3, 3], "emotion8__vote_sum": [3, 2]})
     out = quality.validate(df, "m", quality.merged_suite(["emotion8"]))
     assert {o.expectation for o in out.failures()} == {"expect_column_pair_values_to_be_equal",
                                                         "expect_column_pair_values_a_to_be_greater_than_b"}
+
+
+def test_merged_suite_needs_an_annotation_per_image_even_when_its_annotators_were_excluded():
+    df = pd.DataFrame({"image_id": ["i1", "i2"], "taxonomy": ["t", "t"], "n_annotators": [0, 1],
+                       "n_annotations_all": [2, 0], "emotion8_n_votes": [0, 0], "emotion8__vote_sum": [0, 0]})
+    out = quality.validate(df, "m", quality.merged_suite(["emotion8"]))
+    # i1: both annotators excluded by grading (n_annotators 0) is fine; i2: no annotation at all is not
+    assert [(o.expectation, o.unexpected_count) for o in out.failures()] == [("expect_column_values_to_be_between", 1)]

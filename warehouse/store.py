@@ -222,6 +222,40 @@ class Warehouse:
         _check_key(batch)
         return self.state_path("download_journal", f"{batch}.jsonl")
 
+    @property
+    def models(self):
+        """The content-addressed model store (``models/``)."""
+        from warehouse.models import ModelStore
+
+        return ModelStore(self.root / "models")
+
+    def write_model_versions(self) -> Path:
+        """Rebuild the ``model_versions`` table from the model store."""
+        return self.write_table("model_versions", self.models.table())
+
+    def set_current_model(self, task: str, model_version: str) -> None:
+        """The model version a task's predictions use from now on."""
+        path = self.state_path("current_models.json")
+        cur = json.loads(path.read_text()) if path.exists() else {}
+        cur[task] = model_version
+        atomic_write_bytes(path, json.dumps(cur, indent=1, sort_keys=True).encode())
+
+    def current_model(self, task: str) -> str | None:
+        path = self.state_path("current_models.json")
+        return json.loads(path.read_text()).get(task) if path.exists() else None
+
+    def feature_store(self, extractor: str, dim: int, meta: dict | None = None):
+        """The cached activations of one extractor (``features/<extractor key>/``)."""
+        from warehouse.features import FeatureStore
+
+        return FeatureStore(self.root / "features" / extractor, extractor, dim, meta=meta)
+
+    def image_features_rows(self, store) -> pa.Table:
+        """The CONTRACT ``image_features`` rows of a feature store (pointers relative to the data dir)."""
+        from warehouse.features import image_features_rows
+
+        return image_features_rows(store, self.root)
+
     def url_list_cache_dir(self) -> Path:
         """Parsed URL lists, kept between processes (keyed by the list file's version)."""
         return self.state_path("url_lists", "x").parent

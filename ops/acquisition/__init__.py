@@ -6,9 +6,9 @@
     url_lists.py   published URL lists (FindingEmo-Light JSON, CSV, Parquet, JSONL) as hits
     candidates.py  URL normalization, domain blacklist, width filter, de-duplication of URLs
     netguard.py    the address guard (no fetch from loopback or private networks)
-    transport.py   HTTP plumbing: per-request deadlines, connections pinned to checked addresses
-    images.py      image validation of downloaded bytes (header limits, decode, width filter)
+    transport.py   HTTP plumbing: deadlines that cut the socket, connections pinned to checked addresses
+    images.py      validation of downloaded bytes: header limits, one (DCT-scaled) decode, fast pHash
     journal.py     the append-only resume journal of the downloader
-    download.py    the downloader: backups, politeness, retries, limits, journal
+    download.py    the downloader: backups, politeness, retries (also across builds), limits, journal
     statuses.py    the closed vocabulary of per-candidate statuses
 """

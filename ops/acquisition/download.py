@@ -4,7 +4,12 @@ What it implements, and where:
 
 * **Acquisition filter of FindingEmo §2.3.1**: an image is kept only if it really is an image
   (decoded by PIL, whatever the Content-Type says) and its width, after EXIF orientation, is
-  strictly between the limits (FindingEmo: 800 < w < 1600). See :func:`inspect_image`.
+  strictly between the limits (FindingEmo: 800 < w < 1600). Width, height, pixel count and aspect
+  ratio are checked from the header before anything is decoded (``max_height``, ``max_pixels``,
+  ``max_aspect_ratio``); a JPEG is then validated by one DCT-scaled decode, and the fast pHash
+  (StockEmotion §3.1) of an ok image is computed from that same decode and kept in the row
+  (``phash``, ``phash_mode``) so that ``image_hashes`` does not decode it again. See
+  :func:`ops.acquisition.images.inspect_image`.
 * **Backups**: a candidate has a primary URL and backups (FindingEmo-Light lists several URLs per
   image); they are tried in order until one gives an ok image (:meth:`Downloader._process`).
 * **Politeness** (:class:`_HostGate`): at most ``per_host`` simultaneous requests per host, and a
@@ -13,9 +18,25 @@ What it implements, and where:
 * **Retries** (:meth:`Downloader._fetch_url`): timeouts, connection errors, 429 and 5xx are
   retried up to ``retries`` times with exponential backoff and full jitter; other 4xx are final.
 * **Limits** (:meth:`Downloader._request_once`): connect/read timeouts, a total deadline per
-  request (``connect_timeout + 3 * read_timeout``, enforced by a watchdog that shuts the socket down,
-  so a server trickling bytes cannot hold a worker), ``max_bytes`` (refused early on
-  Content-Length, else counted while streaming).
+  request (``connect_timeout + 3 * read_timeout``), and an overall deadline per URL
+  (``url_deadline``, below), both enforced by a watchdog that shuts the request's socket down, so
+  a server trickling bytes cannot hold a worker whatever the shape of its response (Content-Length,
+  chunked, or read until the connection closes); ``max_bytes`` (refused early on Content-Length,
+  else counted while streaming).
+* **Overall deadline per URL** (``url_deadline`` seconds, :meth:`Downloader._fetch_url`): the
+  clock starts when the URL's first request is sent and covers everything done for that URL
+  afterwards: every request, redirect hop and retry, the backoff sleeps and Retry-After pauses
+  between them, and the waits for the host's politeness gate. Each request's own deadline is cut
+  to what remains; a retry or a pause that would end past it is not started (the URL ends with
+  its last status, and the error says so). Time spent waiting for a free per-host slot before the
+  first request does not count (it is the queue, not the URL). Backup URLs of a candidate each
+  have their own clock.
+* **Retries across builds** (:meth:`Downloader.run`, ``max_build_attempts``): a candidate that
+  ended in a transient failure (timeout, connection_error, http_429, http_5xx, on any of its URLs,
+  and no ok image) is downloaded again by the next run over the same journal, until it has been
+  tried in ``max_build_attempts`` runs; the row's ``build_attempts`` counts them and ``transient``
+  says whether the failure was transient. Permanent failures (http_404, not_an_image,
+  blocked_address, ...) are not retried.
 * **SSRF guard** (``ops.acquisition.netguard``): redirects are followed by hand, at most ``max_redirects``, and
   every hop is checked (scheme http/https, every resolved address global unless allow-listed)
   BEFORE any connection. The connection then goes to the checked address (:class:`PinnedAdapter`),
@@ -47,10 +68,11 @@ from urllib.parse import urljoin, urlsplit, urlunsplit
 
 import pandas as pd
 import requests
+import urllib3
 from urllib3.exceptions import ReadTimeoutError
 
 from ops.acquisition import statuses as st
-from ops.acquisition.images import ImageCheck, inspect_image  # noqa: F401  (inspect_image: part of this module's API)
+from ops.acquisition.images import ImageCheck, ImageLimits, inspect_image  # noqa: F401  (inspect_image: part of this module's API)
 from ops.acquisition.journal import Journal
 from ops.acquisition.netguard import AllowList, BlockedAddressError, ResolutionError, guard_host
 from ops.acquisition.transport import TLS, Deadline, PinnedAdapter, Watchdog, ascii_host, default_port
@@ -59,9 +81,9 @@ from ops.acquisition.transport import TLS, Deadline, PinnedAdapter, Watchdog, as
 COLUMNS = [
     "candidate_id", "status", "url", "final_url", "url_index", "attempts", "http_status",
     "sha256", "bytes", "width", "height", "image_format", "content_type", "error", "elapsed_s",
-    "downloaded_at",
+    "downloaded_at", "build_attempts", "transient", "phash", "phash_mode",
 ]
-_INT_COLUMNS = ("url_index", "attempts", "http_status", "bytes", "width", "height")
+_INT_COLUMNS = ("url_index", "attempts", "http_status", "bytes", "width", "height", "build_attempts")
 
 # Formats PIL may open. Restricting them keeps PIL from handing PostScript (EPS) to Ghostscript
 # and similar surprises: a web image dataset needs no more than these.
@@ -88,6 +110,11 @@ class DownloadSettings:
     max_redirects: int = 5
     user_agent: str = "emoforge/0.1 (+research dataset builder)"
     allow_hosts: tuple[str, ...] = ()    # hosts/IPs/CIDRs exempt from the address guard
+    url_deadline: float = 120.0          # overall seconds per URL: requests, redirects, retries, pauses
+    max_build_attempts: int = 3          # runs (builds) that may try a transiently failed candidate
+    max_height: int | None = 10_000      # header limits, after EXIF orientation (width: min/max_width)
+    max_pixels: int | None = 40_000_000
+    max_aspect_ratio: float | None = 5.0  # long side / short side
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "allow_hosts", tuple(self.allow_hosts))
@@ -153,18 +180,26 @@ class _HostGate:
         with self._lock:
             self._not_before = max(self._not_before, t)
 
-    def acquire(self, stop: threading.Event) -> None:
+    def acquire(self, stop: threading.Event, until: float | None = None) -> bool:
+        """Take a slot once the host is not paused; False if that cannot happen before the
+        monotonic time ``until`` (a URL's overall deadline), without a slot then."""
         while True:
-            wait = self._not_before - time.monotonic()
+            now = time.monotonic()
+            wait = self._not_before - now
             if wait > 0:
+                if until is not None and self._not_before >= until:
+                    return False
                 if stop.wait(wait):
                     raise _Stopped
                 continue
-            while not self._sem.acquire(timeout=0.25):
+            while not self._sem.acquire(timeout=0.25 if until is None else max(0.0, min(0.25, until - now))):
                 if stop.is_set():
                     raise _Stopped
+                now = time.monotonic()
+                if until is not None and now >= until:
+                    return False
             if time.monotonic() >= self._not_before:
-                return
+                return True
             self._sem.release()  # paused while we waited for the slot: wait again
 
     def release(self) -> None:
@@ -236,10 +271,14 @@ class Downloader:
         self.is_stored = is_stored
         self.session_factory = session_factory or requests.Session
         self.allow = AllowList.parse(cfg.allow_hosts)
-        self.deadline_s = cfg.connect_timeout + 3 * cfg.read_timeout
+        self.deadline_s = cfg.connect_timeout + 3 * cfg.read_timeout  # per request
+        self.url_deadline_s = float(_setting(cfg, "url_deadline"))     # per URL, everything included
+        self.limits = ImageLimits(min_width, max_width, _setting(cfg, "max_height"),
+                                  _setting(cfg, "max_pixels"), _setting(cfg, "max_aspect_ratio"))
         self._gates: dict[str, _HostGate] = {}
         self._gates_lock = threading.Lock()
         self._rng = random.Random()
+        self.retried = 0  # candidates the last run() downloaded again after a transient failure
 
     # ---- plumbing ------------------------------------------------------------------------------
     def _gate(self, host: str) -> _HostGate:
@@ -267,10 +306,14 @@ class Downloader:
         return self._rng.uniform(0.0, min(self.cfg.backoff_max, self.cfg.backoff_base * 2 ** k))
 
     # ---- one request -----------------------------------------------------------------------------
-    def _request_once(self, session: requests.Session, url: str, host_header: str, run: _Run) -> _Hop:
-        """One GET without following redirects, bounded by timeouts, max_bytes and a deadline."""
+    def _request_once(self, session: requests.Session, url: str, host_header: str, run: _Run,
+                      seconds: float | None = None, what: str | None = None) -> _Hop:
+        """One GET without following redirects, bounded by timeouts, max_bytes and a deadline of
+        ``seconds`` (default: the per-request deadline); ``what`` names it in the error."""
         cfg = self.cfg
-        deadline = Deadline(self.deadline_s)
+        seconds = self.deadline_s if seconds is None else seconds
+        what = what or f"total deadline {seconds:g}s"
+        deadline = Deadline(seconds)
         run.watchdog.add(deadline)
         TLS.deadline = deadline
         resp = None
@@ -281,7 +324,7 @@ class Downloader:
             ctype = resp.headers.get("Content-Type")
             if deadline.fired:  # the watchdog cut the headers short: what arrived is not to be trusted
                 return _Hop(st.TIMEOUT, None, content_type=ctype,
-                            error=f"total deadline {self.deadline_s:g}s exceeded while reading headers")
+                            error=f"{what} exceeded while reading headers")
             if code in _REDIRECT_CODES and resp.headers.get("Location"):
                 return _Hop("redirect", code, location=resp.headers["Location"], content_type=ctype)
             if not 200 <= code < 300:
@@ -291,6 +334,20 @@ class Downloader:
             if clen is not None and clen.strip().isdigit() and int(clen) > cfg.max_bytes:
                 return _Hop(st.TOO_LARGE, code, content_type=ctype,
                             error=f"Content-Length {int(clen)} > max_bytes {cfg.max_bytes}")
+            if clen is not None and clen.strip().isdigit() and \
+                    (resp.headers.get("Content-Encoding") or "identity").strip().lower() == "identity":
+                # the common case, cheaply: one read of exactly Content-Length bytes into one bytes
+                # object (no chunk loop, no copies; a trickling server is cut by the watchdog)
+                n = int(clen)
+                body = resp.raw.read(n, decode_content=False) if n else b""
+                if deadline.fired:
+                    return _Hop(st.TIMEOUT, code, nbytes=len(body), content_type=ctype,
+                                error=f"{what} exceeded while reading")
+                if len(body) != n:
+                    return _Hop(st.CONNECTION_ERROR, code, nbytes=len(body), content_type=ctype,
+                                error=f"connection closed after {len(body)} of {n} bytes (Content-Length)")
+                resp.raw.release_conn()  # complete: the kept-alive connection goes back to the pool
+                return _Hop("body", code, body=body, nbytes=n, content_type=ctype)
             buf = bytearray()
             for chunk in resp.iter_content(_CHUNK):
                 buf += chunk
@@ -299,10 +356,10 @@ class Downloader:
                                 error=f"body exceeds max_bytes {cfg.max_bytes} (stopped at {len(buf)})")
                 if deadline.expired:
                     return _Hop(st.TIMEOUT, code, nbytes=len(buf), content_type=ctype,
-                                error=f"total deadline {self.deadline_s:g}s exceeded while reading")
+                                error=f"{what} exceeded while reading")
             if deadline.fired:  # the stream was cut by the watchdog, not ended by the server
                 return _Hop(st.TIMEOUT, code, nbytes=len(buf), content_type=ctype,
-                            error=f"total deadline {self.deadline_s:g}s exceeded while reading")
+                            error=f"{what} exceeded while reading")
             return _Hop("body", code, body=bytes(buf), nbytes=len(buf), content_type=ctype)
         except BlockedAddressError as e:
             return _Hop(st.BLOCKED_ADDRESS, error=str(e))
@@ -310,12 +367,15 @@ class Downloader:
                 requests.exceptions.InvalidSchema) as e:
             return _Hop(st.INVALID_URL, error=f"{type(e).__name__}: {e}")
         except requests.exceptions.Timeout as e:
+            if deadline.fired:
+                return _Hop(st.TIMEOUT, resp.status_code if resp is not None else None, error=f"{what} exceeded")
             return _Hop(st.TIMEOUT, resp.status_code if resp is not None else None, error=_short(e))
-        except requests.exceptions.RequestException as e:
+        except (requests.exceptions.RequestException, urllib3.exceptions.HTTPError) as e:
+            # (urllib3's own errors come from the Content-Length read, which bypasses requests)
             code = resp.status_code if resp is not None else None
             if deadline.fired:
-                return _Hop(st.TIMEOUT, code, error=f"total deadline {self.deadline_s:g}s exceeded")
-            if e.args and isinstance(e.args[0], ReadTimeoutError):
+                return _Hop(st.TIMEOUT, code, error=f"{what} exceeded")
+            if isinstance(e, ReadTimeoutError) or (e.args and isinstance(e.args[0], ReadTimeoutError)):
                 return _Hop(st.TIMEOUT, code, error=_short(e))
             return _Hop(st.CONNECTION_ERROR, code, error=_short(e))
         finally:
@@ -326,12 +386,15 @@ class Downloader:
 
     # ---- one URL, with its redirects and retries ------------------------------------------------
     def _fetch_url(self, session: requests.Session, adapter: PinnedAdapter, url: str, run: _Run) -> _UrlResult:
-        """Fetch one URL: guard every hop, follow redirects by hand, retry with backoff."""
+        """Fetch one URL: guard every hop, follow redirects by hand, retry with backoff, all within
+        the URL's overall deadline (``url_deadline``; see the module doc)."""
         cfg = self.cfg
         res = _UrlResult(status=st.CONNECTION_ERROR, url=url, final_url=url)
         current = url
         hops = 0
         retries_used = 0
+        url_end: float | None = None  # monotonic end of the URL's overall deadline (set at its first request)
+        over = f"url_deadline {self.url_deadline_s:g}s"
         while True:
             res.final_url = current
             # -- check the hop: scheme, host, port, addresses (before any connection)
@@ -369,10 +432,22 @@ class Downloader:
                 if parts.port is not None and parts.port != default_port(scheme):
                     host_header += f":{parts.port}"
                 gate = self._gate(host)
-                gate.acquire(run.stop)
+                if not gate.acquire(run.stop, until=url_end):  # (only once the URL's clock runs)
+                    if res.status == st.OK:  # after a redirect: the URL timed out; else its last failure stays
+                        res.status = st.TIMEOUT
+                    res.error = (f"{over} exceeded while waiting for host {host} (paused or busy)"
+                                 + (f"; last: {res.error}" if res.error else ""))
+                    return res
                 try:
+                    now = time.monotonic()
+                    if url_end is None:
+                        url_end = now + self.url_deadline_s
+                    left = url_end - now
                     res.attempts += 1
-                    hop = self._request_once(session, current, host_header, run)
+                    if left < self.deadline_s:  # the URL's deadline comes first
+                        hop = self._request_once(session, current, host_header, run, max(left, 0.0), over)
+                    else:
+                        hop = self._request_once(session, current, host_header, run)
                 finally:
                     gate.release()
             else:
@@ -391,6 +466,7 @@ class Downloader:
                     return res
                 nxt = urlsplit(urljoin(current, hop.location or ""))
                 current = urlunsplit((nxt.scheme, nxt.netloc, nxt.path, nxt.query, ""))
+                res.status = st.OK  # no failure so far (the gate's give-up above reports a timeout)
                 continue
             if hop.kind == "body":
                 res.status, res.body = st.OK, hop.body  # bytes in hand; inspect_image decides
@@ -414,10 +490,17 @@ class Downloader:
             if code in (429, 503):
                 # politeness: pause the whole host, honouring Retry-After when given
                 wait = hop.retry_after if hop.retry_after is not None else self._backoff(retries_used)
-                self._gate(host).pause_until(time.monotonic() + wait)
             else:
-                if run.stop.wait(self._backoff(retries_used)):
-                    raise _Stopped
+                wait = self._backoff(retries_used)
+            left = (url_end - time.monotonic()) if url_end is not None else float("inf")
+            if wait >= left:  # the retry could not start before the URL's deadline
+                res.error = (f"{hop.error}; no retry: waiting {wait:.3g}s would pass {over} "
+                             f"({max(left, 0.0):.3g}s left after {res.attempts} requests)")
+                return res
+            if code in (429, 503):
+                self._gate(host).pause_until(time.monotonic() + wait)
+            elif run.stop.wait(wait):
+                raise _Stopped
             retries_used += 1
 
     # ---- one candidate --------------------------------------------------------------------------
@@ -426,28 +509,36 @@ class Downloader:
         t0 = time.monotonic()
         failures: list[str] = []
         attempts = 0
+        transient = False
         row: dict[str, Any] = {}
         for idx, url in enumerate(item.urls):
             r = self._fetch_url(session, adapter, url, run)
             attempts += r.attempts
+            transient |= st.is_transient(r.status)
             check = ImageCheck(r.status, error=r.error)
             sha = None
             if r.status == st.OK and r.body is not None:
-                check = inspect_image(r.body, self.min_width, self.max_width)
+                body, r.body = r.body, None
+                check = inspect_image(body, self.min_width, self.max_width, self.limits)
                 if check.status == st.OK:
-                    sha = self.put_blob(r.body)
+                    sha = self.put_blob(body)
+                del body
             row = {
                 "candidate_id": item.candidate_id, "status": check.status, "url": url,
                 "final_url": r.final_url, "url_index": idx, "attempts": attempts,
                 "http_status": r.http_status, "sha256": sha, "bytes": r.nbytes,
                 "width": check.width, "height": check.height, "image_format": check.image_format,
                 "content_type": r.content_type, "error": check.error,
+                "phash": check.phash, "phash_mode": check.phash_mode,
             }
             if check.status == st.OK:
                 break
             failures.append(f"[{idx}] {url}: {check.status}" + (f" ({check.error})" if check.error else ""))
         if failures and (len(failures) > 1 or row["status"] == st.OK):
             row["error"] = " | ".join(failures)
+        # retried by a later run (up to max_build_attempts) if no URL gave an image and one failed
+        # transiently: the primary's timeout counts even when a backup then answered 404
+        row["transient"] = transient and row["status"] != st.OK
         row["elapsed_s"] = round(time.monotonic() - t0, 4)
         row["downloaded_at"] = datetime.now(timezone.utc).isoformat()
         return row
@@ -473,7 +564,10 @@ class Downloader:
 
     # ---- the run --------------------------------------------------------------------------------
     def _still_valid(self, row: dict) -> bool:
-        """A journaled row is trusted unless it is ok and its blob is gone or cut short."""
+        """A journaled row is trusted unless it is ok and its blob is gone or cut short, or it
+        failed transiently and may be tried by another run (:func:`retry_due`)."""
+        if retry_due(row, _setting(self.cfg, "max_build_attempts")):
+            return False
         if self.is_stored is None or row.get("status") != "ok":
             return True
         sha, n = row.get("sha256"), row.get("bytes")
@@ -496,6 +590,10 @@ class Downloader:
         known = journal.load()
         rows: dict[str, dict] = {cid: known[cid] for cid in ids if cid in known and self._still_valid(known[cid])}
         todo = [it for it in items if it.candidate_id not in rows]
+        # runs that tried each candidate before (a row journaled before this column existed: 1)
+        tried_before = {it.candidate_id: build_attempts(known[it.candidate_id])
+                        for it in todo if it.candidate_id in known}
+        self.retried = sum(1 for cid in tried_before if retry_due(known[cid], _setting(self.cfg, "max_build_attempts")))
         total, done = len(items), len(rows)
         if todo:
             run = _Run()
@@ -525,6 +623,7 @@ class Downloader:
                     for r in batch:
                         if isinstance(r, BaseException):
                             raise r
+                        r["build_attempts"] = tried_before.get(r["candidate_id"], 0) + 1
                     journal.append(batch)  # durable BEFORE it is counted
                     for r in batch:
                         rows[r["candidate_id"]] = r
@@ -543,6 +642,46 @@ class Downloader:
         return _to_frame([rows[cid] for cid in ids])
 
 
+def build_attempts(row: dict) -> int:
+    """How many runs have tried a journaled candidate (rows from before the column: 1)."""
+    v = row.get("build_attempts")
+    try:
+        return max(1, int(v))
+    except (TypeError, ValueError):  # None, NA, NaN
+        return 1
+
+
+def is_transient_row(row: dict) -> bool:
+    """The candidate failed transiently (see :meth:`Downloader._process`); a row journaled before
+    the ``transient`` column existed is judged by its final status."""
+    v = row.get("transient")
+    if v is True or v is False or type(v).__name__ == "bool_":
+        return bool(v)
+    status = row.get("status")
+    return status != st.OK and st.is_transient(status)
+
+
+def retry_due(row: dict, max_build_attempts: int) -> bool:
+    """A journaled candidate that the next run must download again: a transient failure tried
+    in fewer than ``max_build_attempts`` runs."""
+    return is_transient_row(row) and build_attempts(row) < max_build_attempts
+
+
+def retries_due(table: pd.DataFrame, max_build_attempts: int) -> int:
+    """How many rows of a ``downloaded_images`` partition (or of a Downloader result) the next run
+    would download again; the CLI builds such a batch again from ``downloaded_images`` on. Tables
+    written before the ``build_attempts``/``transient`` columns existed are judged by status."""
+    cols = [c for c in ("status", "transient", "build_attempts") if c in table.columns]
+    if "status" not in cols:
+        return 0
+    return sum(retry_due(r, max_build_attempts) for r in table[cols].astype(object).to_dict("records"))
+
+
+def _setting(cfg: Any, name: str) -> Any:
+    """A setting of ``cfg`` (DownloadSettings or the config model), the default if it has none."""
+    return getattr(cfg, name, getattr(DownloadSettings, name))
+
+
 def _short(e: BaseException) -> str:
     msg = f"{type(e).__name__}: {e}"
     return msg if len(msg) <= 300 else msg[:297] + "..."
@@ -550,7 +689,11 @@ def _short(e: BaseException) -> str:
 
 def _to_frame(rows: list[dict]) -> pd.DataFrame:
     """The output table: COLUMNS in order, nullable integers, UTC timestamps."""
+    rows = [dict(r, build_attempts=build_attempts(r), transient=is_transient_row(r)) for r in rows]
     df = pd.DataFrame([{c: r.get(c) for c in COLUMNS} for r in rows], columns=COLUMNS)
+    df["transient"] = df["transient"].astype(bool)
+    for c in ("phash", "phash_mode"):
+        df[c] = df[c].astype("string")
     for c in _INT_COLUMNS:
         df[c] = pd.array([None if v is None or v != v else int(v) for v in df[c]], dtype="Int64")
     df["elapsed_s"] = df["elapsed_s"].astype("float64")
@@ -569,4 +712,6 @@ def final_statuses(candidates: pd.DataFrame, results: pd.DataFrame, pending: str
     is_pending = out["filter_status"] == pending
     out["status"] = out["status"].where(is_pending, out["filter_status"])
     out["reason"] = out["error"].where(is_pending, out["filter_reason"])
+    if "transient" in out.columns:  # NULL for candidates dropped before download
+        out["transient"] = out["transient"].astype("boolean")
     return out.drop(columns=["error"])

@@ -42,7 +42,8 @@ DOWNLOADED_IMAGES = _schema(
     ("normalized_url", S), ("host", S), ("source_page", S), ("title", S), ("batch", S), ("filter_status", S),
     ("filter_reason", S), ("status", S), ("url_download", S), ("final_url", S), ("url_index", I64), ("attempts", I64),
     ("http_status", I64), ("sha256", S), ("bytes", I64), ("width", I64), ("height", I64), ("image_format", S),
-    ("content_type", S), ("elapsed_s", F64), ("downloaded_at", TS), ("reason", S),
+    ("content_type", S), ("elapsed_s", F64), ("downloaded_at", TS), ("build_attempts", I64),
+    ("transient", pa.bool_()), ("phash", S), ("phash_mode", S), ("reason", S),
 )
 
 IMAGE_HASHES = _schema(

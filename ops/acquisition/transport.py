@@ -27,43 +27,64 @@ TLS = threading.local()  # .deadline: the Deadline of the request this worker th
 
 
 class Deadline:
+    """The deadline of one request, fired by the :class:`Watchdog`.
+
+    The watchdog cannot interrupt a thread blocked in ``recv``; it shuts the request's socket down
+    instead, which wakes the reader with end-of-file or an error. It must therefore hold the SOCKET
+    itself, not only the connection: when a response is read until the connection closes (no
+    Content-Length, or ``Connection: close``), ``http.client`` passes the socket to the response
+    and sets ``conn.sock = None`` before returning it, so a watchdog that looked at ``conn.sock``
+    when it fired found nothing to shut down and a server trickling one byte at a time held the
+    worker for as long as it liked (issue 7, item 6). :meth:`attach` is called when the connection
+    connects, sends and starts reading the response, and records ``conn.sock`` each time.
+    """
+
     def __init__(self, seconds: float):
+        self.seconds = seconds
         self.expires = time.monotonic() + seconds
         self.fired = False
         self.done = False
         self._conn: Any = None
+        self._sock: socket.socket | None = None
         self._lock = threading.Lock()
 
     def attach(self, conn: Any) -> None:
-        """Called by the connection when it sends/receives, so the watchdog knows its socket."""
+        """Called by the connection when it connects, sends and reads: remember its socket."""
         with self._lock:
+            if self.done:
+                return
             self._conn = conn
-            fired = self.fired
-        if fired:
-            self._kill(conn)
+            sock = getattr(conn, "sock", None)
+            if sock is not None:
+                self._sock = sock
+            if self.fired:  # fired before the socket existed: cut it now
+                self._kill()
 
     def fire(self) -> None:
         with self._lock:
             if self.done:
                 return
             self.fired = True
-            conn = self._conn
-        if conn is not None:
-            self._kill(conn)
+            self._kill()
 
-    @staticmethod
-    def _kill(conn: Any) -> None:
-        sock = getattr(conn, "sock", None)
-        if sock is not None:
-            try:
-                sock.shutdown(socket.SHUT_RDWR)  # wakes a recv blocked in another thread
-            except OSError:
-                pass
+    def _kill(self) -> None:
+        """Shut the socket down (lock held, so :meth:`finish` cannot return meanwhile and the
+        connection cannot go back to the pool and serve another request while it is cut)."""
+        sock = self._sock if self._sock is not None else getattr(self._conn, "sock", None)
+        if sock is None:
+            return
+        try:
+            # the plain socket's shutdown, also for an SSLSocket (whose own shutdown() would also
+            # drop its SSL object under the feet of the reading thread): wakes a blocked recv
+            socket.socket.shutdown(sock, socket.SHUT_RDWR)
+        except (OSError, ValueError, TypeError):
+            pass
 
     def finish(self) -> None:
         with self._lock:
             self.done = True
             self._conn = None
+            self._sock = None
 
     @property
     def expired(self) -> bool:
@@ -107,16 +128,26 @@ def _attach_deadline(conn: Any) -> None:
 
 
 class _TrackedHTTPConnection(HTTPConnection):
-    def request(self, *args: Any, **kwargs: Any) -> None:
+    """Tells the request's deadline about its socket at connect, send and response time."""
+
+    def connect(self) -> None:
+        super().connect()
         _attach_deadline(self)
+
+    def request(self, *args: Any, **kwargs: Any) -> None:
+        _attach_deadline(self)  # a kept-alive connection has its socket already
         super().request(*args, **kwargs)
 
     def getresponse(self, *args: Any, **kwargs: Any):  # type: ignore[override]
-        _attach_deadline(self)  # again: the socket exists now, and the deadline may have fired
+        _attach_deadline(self)  # the socket exists now (and the deadline may have fired)
         return super().getresponse(*args, **kwargs)
 
 
 class _TrackedHTTPSConnection(HTTPSConnection):
+    def connect(self) -> None:
+        super().connect()
+        _attach_deadline(self)
+
     def request(self, *args: Any, **kwargs: Any) -> None:
         _attach_deadline(self)
         super().request(*args, **kwargs)

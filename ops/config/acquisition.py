@@ -46,11 +46,31 @@ class UrlListProvider(_Strict):
     max_items: int | None = Field(None, ge=1)  # use only the first N items of the list
 
 
+class DemoWorld(_Strict):
+    """The demo world (ops.demo.world): face crops and scenes with known emotional content."""
+
+    enabled: bool = True
+    seed: int = 11
+    n_faces: int = Field(800, ge=0, le=20000)
+    n_scenes: int = Field(400, ge=6, le=20000)
+    face_size: int = Field(832, ge=64, le=4096)          # served size: passes the 800 < w < 1600 filter
+    render_size: int | None = Field(160, ge=64, le=4096)  # drawn at this size, scaled up to face_size
+    face_fraction: float = Field(0.85, gt=0.2, le=1.0)   # of the crop the face spans (AffectNet-like)
+    overlap_fraction: float = Field(0.6, ge=0, le=1)     # scenes annotated by 2-5 annotators (others by one)
+    workers: int = Field(2, ge=1, le=64)                  # processes rendering (same bytes for any number)
+
+    def spec(self):
+        from ops.demo.site import WorldSpec
+
+        return WorldSpec(**self.model_dump())
+
+
 class DemoProvider(_Strict):
     n_images: int = Field(240, ge=20, le=5000)
     seed: int = 7
     # a fixed port keeps candidate URLs stable across builds, so a rebuild downloads nothing again
     port: int = Field(18765, ge=0, le=65535)
+    world: DemoWorld = DemoWorld()
 
 
 class ProviderConfig(_Strict):
@@ -74,6 +94,17 @@ class DownloadConfig(_Strict):
     max_redirects: int = Field(5, ge=0, le=30)
     user_agent: str = "emoforge/0.1 (+research dataset builder)"
     allow_hosts: list[str] = Field(default_factory=list)  # hosts/IPs/CIDRs exempt from the address guard
+    # overall deadline per URL: every request, redirect hop, retry, backoff and Retry-After pause of
+    # one URL, from its first request on (each request also has connect_timeout + 3 x read_timeout)
+    url_deadline: float = Field(120.0, gt=0)
+    # builds that may try a candidate whose download failed transiently (timeout, connection_error,
+    # http_429, http_5xx); 1 = never retried by a later build. Permanent failures are never retried.
+    max_build_attempts: int = Field(3, ge=1, le=100)
+    # limits checked from the image header, before decoding, after EXIF orientation (the width
+    # limits are acquisition.min_width/max_width, FindingEmo §2.3.1); null = no limit
+    max_height: int | None = Field(10_000, ge=1)               # refused: too_tall
+    max_pixels: int | None = Field(40_000_000, ge=1)           # refused: too_many_pixels
+    max_aspect_ratio: float | None = Field(5.0, ge=1.0)        # long / short side; extreme_aspect_ratio
 
 
 class AcquisitionConfig(_Strict):
@@ -114,14 +145,15 @@ class AcquisitionConfig(_Strict):
         return UrlListSpec(path=path, format=u.format, url_column=u.url_column, id_column=u.id_column,
                            order_column=u.order_column, query_column=u.query_column)
 
-    def scrape_plan(self):
-        """What to scrape, as ``ops.acquisition.batches.ScrapePlan``."""
+    def scrape_plan(self, cache_dir=None):
+        """What to scrape, as ``ops.acquisition.batches.ScrapePlan`` (``cache_dir``: where a parsed
+        URL list is kept between processes)."""
         from ops.acquisition.batches import ScrapePlan
 
         p = self.provider
         if p.kind == "url_list":
             return ScrapePlan(provider="url_list", url_list=self.url_list_spec(), max_items=p.url_list.max_items,
-                              items_per_batch=p.url_list.items_per_batch)
+                              items_per_batch=p.url_list.items_per_batch, cache_dir=cache_dir)
         return ScrapePlan(provider=p.kind, keywords=self.keyword_sets(), max_queries=self.max_queries,
                           queries_per_batch=self.queries_per_batch)
 

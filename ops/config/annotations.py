@@ -31,6 +31,7 @@ class AnnotationSource(_Strict):
     image_path_column: str | None = None
     query_column: str | None = None
     max_votes_per_cell: int = Field(1000, ge=1)     # vote_counts: a larger cell is a reject (file, line, column)
+    generated_by: str | None = None                  # an asset of the build writes this file (not checked at load)
 
     @model_validator(mode="after")
     def _needs(self) -> "AnnotationSource":
@@ -56,6 +57,7 @@ class GoldImage(_Strict):
 class GradingConfig(_Strict):
     gold: list[GoldImage] = Field(default_factory=list)   # inline references
     gold_path: str | None = None                         # or a CSV/Parquet: image_id, keep, valence_min, ...
+    gold_generated_by: str | None = None                 # an asset of the build writes gold_path
     threshold: float = Field(0.8, ge=0, le=1)            # s >= 0.8 accepted (FindingEmo §2.3.3)
     score_for_decision: Literal["score", "score_alt", "either"] = "score"
     policy: Literal["exclude_rejected", "exclude_rejected_and_ungraded", "keep_all"] = "exclude_rejected"

@@ -18,6 +18,7 @@ from ops.config.acquisition import AcquisitionConfig
 from ops.config.annotations import AnnotationsConfig
 from ops.config.base import ConfigError, _Strict
 from ops.config.dedup import DedupConfig
+from ops.config.models import ModelsConfig
 
 
 class EmoforgeConfig(_Strict):
@@ -25,6 +26,7 @@ class EmoforgeConfig(_Strict):
     acquisition: AcquisitionConfig = AcquisitionConfig()
     dedup: DedupConfig = DedupConfig()
     annotations: AnnotationsConfig = AnnotationsConfig()
+    models: ModelsConfig = ModelsConfig()
 
     @field_validator("data_dir")
     @classmethod
@@ -119,15 +121,20 @@ def check_references(cfg: EmoforgeConfig) -> list[tuple[str, str]]:
     known = set(taxonomy_names())
     for i, src in enumerate(cfg.annotations.sources):
         key = f"annotations.sources.{i}"
-        exists(f"{key}.path", src.path, "annotation file")
+        if not src.generated_by:
+            exists(f"{key}.path", src.path, "annotation file")
         if src.taxonomy is not None and src.taxonomy not in known:
             problems.append((f"{key}.taxonomy", f"unknown taxonomy {src.taxonomy!r} (known: {', '.join(sorted(known))})"))
         for field in (src.mapping or {}):
             if field not in LONG_FIELDS:
                 problems.append((f"{key}.mapping.{field}",
                                  f"unknown annotation field (known: {', '.join(LONG_FIELDS)})"))
-    exists("annotations.grading.gold_path", cfg.annotations.grading.gold_path, "gold reference file")
+    if not cfg.annotations.grading.gold_generated_by:
+        exists("annotations.grading.gold_path", cfg.annotations.grading.gold_path, "gold reference file")
     return problems
+
+
+WEIGHT_KEYWORDS = ("train", "none", "torchvision-default", "timm-default", "places365-default")
 
 
 def _resolve_relative_paths(data: dict[str, Any], base: Path) -> None:
@@ -141,6 +148,12 @@ def _resolve_relative_paths(data: dict[str, Any], base: Path) -> None:
     acq = data.get("acquisition")
     if isinstance(acq, dict) and isinstance(acq.get("provider"), dict):
         fix(acq["provider"].get("url_list"), "path")
+    models = data.get("models")
+    if isinstance(models, dict):
+        for b in models.get("backbones") or []:
+            w = b.get("weights") if isinstance(b, dict) else None
+            if isinstance(w, str) and w not in WEIGHT_KEYWORDS and ":" not in w.split("/")[0]:
+                fix(b, "weights")
     ann = data.get("annotations")
     if isinstance(ann, dict):
         for src in ann.get("sources") or []:

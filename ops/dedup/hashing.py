@@ -1,7 +1,7 @@
 """pHash of the distinct images of one scrape batch (StockEmotion §3.1), reusing known hashes.
 
-The same bytes (same SHA-256) are hashed once: hashes already known (from an earlier batch, or
-computed by the downloader while it validated the image) are reused, the others are computed from
+The same bytes (same SHA-256) are hashed once: hashes already known (computed by the downloader
+from the decode that validated the image, or by an earlier batch) are reused, the others are computed from
 the stored blobs in the configured mode (``fast``: JPEG draft decoding and a batched DCT; ``exact``:
 bit for bit ``imagehash.phash``). A decoding failure is recorded per image, never dropped.
 """
@@ -28,7 +28,8 @@ class BatchHashes:
 
     table: pd.DataFrame
     computed: int = 0
-    reused: int = 0
+    reused: int = 0                                  # hashes not computed here (downloads + known)
+    from_downloads: int = 0                          # of which computed by the downloader (same decode)
     agreement: dict = field(default_factory=dict)   # fast vs exact on a sample (fast mode only)
 
 
@@ -76,22 +77,39 @@ def fast_vs_exact(hashes: Mapping[str, str], path_of: Callable[[str], Path], n: 
             "mean_bits": round(sum(diffs) / len(diffs), 3), "max_bits": max(diffs)}
 
 
+def hashes_from_downloads(ok: pd.DataFrame, mode: str) -> dict[str, HashResult]:
+    """The pHashes the downloader computed in ``mode`` while validating the images (the
+    ``phash``/``phash_mode`` columns of ``downloaded_images``; absent in rows from before them)."""
+    if "phash" not in ok.columns or "phash_mode" not in ok.columns:
+        return {}
+    got = ok[(ok["phash_mode"] == mode) & ok["phash"].notna() & ok["sha256"].notna()]
+    return {str(s): (str(h), None) for s, h in zip(got["sha256"], got["phash"])}
+
+
 def hash_batch(ok: pd.DataFrame, path_of: Callable[[str], Path], *, mode: str,
                known: Callable[[list[str]], Mapping[str, HashResult]] | Mapping[str, HashResult] = {},
                batch_size: int = 64, agreement_sample: int = 16) -> BatchHashes:
     """The ``image_hashes`` rows of one batch: distinct images of the ok downloads ``ok``, with their
-    pHash in ``mode``. ``known``: hashes computed before for these bytes in the same mode (a mapping,
-    or a function asked with the batch's SHA-256s), reused instead of decoding again."""
+    pHash in ``mode``. The hashes the downloader computed from its validating decode (columns
+    ``phash``/``phash_mode`` of ``ok``, see :func:`hashes_from_downloads`) are taken first, so in fast
+    mode an image is decoded once in all; ``known``: hashes computed before for these bytes in the same
+    mode (a mapping, or a function asked with the remaining SHA-256s), reused too. The rest is
+    computed from the blobs (exact mode always is: the downloader computes only fast hashes)."""
     imgs = distinct_images(ok)
     shas = imgs["sha256"].astype(str).tolist()
-    prior = dict(known(shas) if callable(known) else {s: known[s] for s in shas if s in known})
+    downloaded = hashes_from_downloads(ok, mode)
+    prior = {s: downloaded[s] for s in shas if s in downloaded}
+    rest = [s for s in shas if s not in prior]
+    if rest:
+        prior.update(known(rest) if callable(known) else {s: known[s] for s in rest if s in known})
     todo = [s for s in shas if s not in prior]
     computed = dict(zip(todo, compute_hashes([path_of(s) for s in todo], mode, batch_size)))
-    agreement = fast_vs_exact({s: h for s, (h, _) in computed.items()}, path_of, agreement_sample) \
-        if mode == "fast" and agreement_sample else {}
+    fresh = {**{s: h for s, (h, _) in computed.items()},
+             **{s: prior[s][0] for s in shas if s in downloaded}}  # hashed for this batch, either way
+    agreement = fast_vs_exact(fresh, path_of, agreement_sample) if mode == "fast" and agreement_sample else {}
     allh = {**prior, **computed}
     imgs["phash"] = pd.Series([allh[s][0] for s in shas], index=imgs.index, dtype="string")
     imgs["hash_error"] = pd.Series([allh[s][1] for s in shas], index=imgs.index, dtype="string")
     imgs["hash_mode"] = pd.Series(mode, index=imgs.index, dtype="string")
     return BatchHashes(imgs[IMAGE_HASH_COLUMNS], computed=len(todo), reused=len(shas) - len(todo),
-                       agreement=agreement)
+                       from_downloads=sum(s in downloaded for s in shas), agreement=agreement)

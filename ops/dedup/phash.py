@@ -126,20 +126,39 @@ def _load_gray32_fast(source: Source, draft_min_side: int = FAST_DRAFT_MIN_SIDE)
         box = None
         if draft_min_side and img is not source:
             # None (no-op) for formats without DCT scaling; never applied to a caller's image
-            drafted = img.draft("L", (draft_min_side, draft_min_side))
-            if drafted is not None:
-                # libjpeg rounds the scaled size up (ceil(W/s)); the box
-                # (0, 0, W/s, H/s) maps the original frame exactly, so the LANCZOS
-                # footprint matches the full-size resize (measured: mean bit
-                # difference to exact 0.67 -> 0.2 at scale 1/8).
-                box = drafted[1]
-        if img.mode != "L":
-            img = img.convert("L")
-        small = img.resize((IMG_SIZE, IMG_SIZE), Image.Resampling.LANCZOS, box=box)
-        return np.asarray(small, dtype=np.uint8)
+            box = fast_draft(img, draft_min_side)
+        return gray32_from_decoded(img, box)
     finally:
         if opened is not source:
             opened.close()
+
+
+def fast_draft(img: Image.Image, draft_min_side: int = FAST_DRAFT_MIN_SIDE) -> tuple | None:
+    """Ask a just-opened image for the fast mode's DCT-scaled luma decode (JPEG/MPO; a no-op
+    returning None for other formats). Returns the box of the original frame in the scaled
+    image, for :func:`gray32_from_decoded`. The downloader (``ops.acquisition.images``) calls
+    this and then validates the image with the same decode, so its pHash is the fast pHash."""
+    drafted = img.draft("L", (draft_min_side, draft_min_side))
+    if drafted is None:
+        return None
+    # libjpeg rounds the scaled size up (ceil(W/s)); the box (0, 0, W/s, H/s) maps the
+    # original frame exactly, so the LANCZOS footprint matches the full-size resize
+    # (measured: mean bit difference to exact 0.67 -> 0.2 at scale 1/8).
+    return drafted[1]
+
+
+def gray32_from_decoded(img: Image.Image, box: tuple | None = None) -> np.ndarray:
+    """The 32x32 uint8 luma thumbnail of an opened (possibly drafted, possibly loaded) image."""
+    if img.mode != "L":
+        img = img.convert("L")
+    small = img.resize((IMG_SIZE, IMG_SIZE), Image.Resampling.LANCZOS, box=box)
+    return np.asarray(small, dtype=np.uint8)
+
+
+def phash_fast_decoded(img: Image.Image, box: tuple | None = None) -> int:
+    """The fast pHash of an image already opened and drafted by :func:`fast_draft` (``box`` is
+    what it returned; None for formats without draft): equal to :func:`phash_fast` on its bytes."""
+    return int(_hash_batch(gray32_from_decoded(img, box)[None])[0])
 
 
 def _hash_batch(pixels: np.ndarray) -> np.ndarray:

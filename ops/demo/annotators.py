@@ -282,7 +282,8 @@ def simulate_votes(faces: Sequence[dict[str, Any]], annotators: Sequence[Annotat
         counts = dict.fromkeys(FACE_LABELS, 0)
         for j in rng.choice(len(annotators), size=n_votes, replace=False):
             counts[vote_face(annotators[j], f, rng)] += 1
-        out.append({"face_id": f["item_id"], "image_path": f["file"], "split": f["split"], **counts})
+        # faces are named by their content hash (they link to the acquired image whatever its URL)
+        out.append({"face_id": f.get("sha256") or f["item_id"], "image_path": f["file"], "split": f["split"], **counts})
     return out
 
 

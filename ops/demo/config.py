@@ -1,15 +1,25 @@
-"""The demo configuration: the generated corpus on a local server, loopback explicitly allowed.
+"""The demo configuration: the generated corpus and world on a local server, loopback explicitly
+allowed, and the world's simulated annotation exports next to FindingEmo-Light's real ones.
 
 The corpus (:mod:`ops.demo.corpus`) and its expected statuses assume these limits: 800 < w < 1600,
 ``download.max_bytes`` 3,000,000, read timeout 2 s with 2 retries, at most 5 redirects.
+
+The world's exports are written by the build (asset ``demo_world``) into the data directory, so
+their paths are given as ``@demo_world/...`` and resolved by :func:`resolve_world_paths` once the
+data directory is known (their sources say ``generated_by: demo_world``: not checked at load).
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from ops.config import EmoforgeConfig, parse_config
 from ops.demo.corpus import DEMO_KEYWORDS
+
+WORLD_MARK = "@demo_world/"
+FACE_LABELS = ["Neutral", "Happy", "Sad", "Surprise", "Fear", "Disgust", "Anger", "Contempt", "None",
+               "Uncertain", "Non-Face"]
 
 
 def demo_settings() -> dict[str, Any]:
@@ -17,7 +27,7 @@ def demo_settings() -> dict[str, Any]:
     return {
         "acquisition": {
             "keywords": {k: list(v) for k, v in DEMO_KEYWORDS.items()},
-            "provider": {"kind": "demo", "results_per_query": 40},
+            "provider": {"kind": "demo", "results_per_query": 100},
             "queries_per_batch": 4,
             "download": {
                 "concurrency": 8, "per_host": 8, "connect_timeout": 2.0, "read_timeout": 2.0,
@@ -26,9 +36,48 @@ def demo_settings() -> dict[str, Any]:
             },
         },
         "dedup": {"threshold": 4},
+        # the small CNN trained from scratch on the world's labelled images (no pretrained weights here);
+        # letterboxed so that a scene's reject cues (a watermark in a corner, a collage) stay in view
+        # two small CNNs trained from scratch on the world's labelled images (no pretrained weights here):
+        # one on scenes (keep/reject, Emo8: the FindingEmo branch), one on faces (AffectNet-8);
+        # letterboxed so that a scene's reject cues (a watermark in a corner, a collage) stay in view
+        "models": {"backbones": [
+            {"id": "scene_cnn", "name": "tiny_cnn", "weights": "train", "train_tasks": ["keep", "emotion8"],
+             "input_size": 112, "resize": "letterbox"},
+            {"id": "face_cnn", "name": "tiny_cnn", "weights": "train", "train_tasks": ["affectnet8"],
+             "input_size": 96, "resize": "letterbox"}],
+            "predictor_backbone": "scene_cnn", "backbone_training": {"epochs": 40}},
+        "annotations": {
+            "sources": [
+                {"kind": "findingemo"},  # FindingEmo-Light's 25,869 real annotations
+                {"kind": "findingemo", "name": "demo_scenes", "generated_by": "demo_world",
+                 "path": WORLD_MARK + "annotations/findingemo.ann"},
+                {"kind": "vote_counts", "name": "demo_faces", "generated_by": "demo_world", "taxonomy": "affectnet8",
+                 "path": WORLD_MARK + "annotations/face_votes.csv", "item_column": "face_id",
+                 "label_columns": FACE_LABELS, "split_column": "split", "image_path_column": "image_path"},
+            ],
+            "grading": {"gold_path": WORLD_MARK + "annotations/gold.csv", "gold_generated_by": "demo_world"},
+        },
     }
 
 
 def demo_config() -> EmoforgeConfig:
-    """The embedded demo configuration."""
+    """The embedded demo configuration (world paths unresolved: see :func:`resolve_world_paths`)."""
     return parse_config(demo_settings(), "<demo>")
+
+
+def resolve_world_paths(cfg: EmoforgeConfig, world_dir: Path) -> EmoforgeConfig:
+    """``@demo_world/...`` paths made absolute under ``world_dir``; with the world disabled (or a
+    provider other than the demo) the sources it would generate are left out."""
+    world_on = cfg.acquisition.provider.kind == "demo" and cfg.acquisition.provider.demo.world.enabled
+
+    def fix(p: str | None) -> str | None:
+        return str(Path(world_dir) / p[len(WORLD_MARK):]) if isinstance(p, str) and p.startswith(WORLD_MARK) else p
+
+    sources = [s.model_copy(update={"path": fix(s.path)}) for s in cfg.annotations.sources
+               if world_on or s.generated_by != "demo_world"]
+    g = cfg.annotations.grading
+    grading = g.model_copy(update={"gold_path": fix(g.gold_path)} if world_on or g.gold_generated_by != "demo_world"
+                           else {"gold_path": None, "gold_generated_by": None})
+    ann = cfg.annotations.model_copy(update={"sources": sources, "grading": grading})
+    return cfg.model_copy(update={"annotations": ann})

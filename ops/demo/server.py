@@ -171,6 +171,8 @@ class _Handler(BaseHTTPRequestHandler):
             return self._page(parts[1])
         if head == "img" and len(parts) == 2:
             return self._serve_file(parts[1])
+        if head == "world" and len(parts) == 3:   # the demo world's images (ops.demo.site)
+            return self._serve_file("/".join(parts))
         if head == "stream" and len(parts) == 2:
             return self._serve_file(parts[1], chunked=True)
         if head == "slow" and len(parts) == 3 and parts[1].isdigit():
@@ -261,10 +263,12 @@ def corpus_identity(corpus_dir: Path) -> dict:
     reuses a server already on its port only if the identity is its own corpus's."""
     import hashlib
 
-    manifest = Path(corpus_dir) / "manifest.json"
-    data = manifest.read_bytes() if manifest.exists() else b""
-    params = json.loads(data).get("params", {}) if data else {}
-    return {"service": "emoforge-demo", "params": params, "manifest_sha256": hashlib.sha256(data).hexdigest()}
+    out = {"service": "emoforge-demo"}
+    for key, manifest in (("corpus", Path(corpus_dir) / "manifest.json"), ("world", Path(corpus_dir) / "world" / "world.json")):
+        data = manifest.read_bytes() if manifest.exists() else b""
+        out[key] = {"params": json.loads(data).get("params", {}) if data else None,
+                    "manifest_sha256": hashlib.sha256(data).hexdigest() if data else None}
+    return out
 
 
 class DemoServer:

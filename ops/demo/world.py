@@ -101,8 +101,10 @@ def _nonface(size: int, rng: np.random.Generator) -> Image.Image:
 
 
 def _face_item(args: tuple) -> tuple[bytes, dict[str, Any]]:
-    seed, i, size, dominant, is_face, split, compound_p, intensity = args
+    seed, i, size, dominant, is_face, split, compound_p, intensity, render_size, face_fraction = args
     rng = np.random.default_rng([seed, 1, i])
+    final = size
+    size = render_size or size   # drawn at render_size, scaled up to the served size below
     rec: dict[str, Any] = {"item_id": f"face-{i + 1:04d}", "file": f"faces/face-{i + 1:04d}.jpg", "split": split}
     if not is_face:
         img = _nonface(size, rng)
@@ -110,13 +112,29 @@ def _face_item(args: tuple) -> tuple[bytes, dict[str, Any]]:
                     "landmarks": None, "face_box": None, "width": size, "height": size})
     else:
         spec = sample_face(rng, dominant, compound_p=compound_p, intensity=intensity, **EXPRESSION_NOISE)
-        img, truth = render_face(spec, size, rng=rng)
+        img, truth = render_face(spec, size, rng=rng, face_fraction=face_fraction)
         rec.update({"is_face": True, **truth})
         rec["valence"], rec["arousal"] = face_va(truth["emotion_mixture"], truth["intensity"])
     rec["clarity"] = round(A.face_clarity(rec), 4)
+    if final != size:  # scale the image and every pixel coordinate of the truth to the served size
+        img = img.resize((final, final), Image.Resampling.LANCZOS)
+        _scale_truth(rec, final / size)
     data = _jpeg(img)
     rec["sha256"] = hashlib.sha256(data).hexdigest()
     return data, rec
+
+
+def _scale_truth(rec: dict[str, Any], f: float) -> None:
+    """Pixel coordinates of a face's truth (landmarks, face box, size) scaled by ``f``."""
+    if rec.get("landmarks") is not None:
+        rec["landmarks"] = [[round(x * f, 2), round(y * f, 2)] for x, y in rec["landmarks"]]
+    for key in ("face_box", "head_box"):
+        box = rec.get(key)
+        if isinstance(box, (list, tuple)):
+            rec[key] = [round(v * f, 2) for v in box]
+    for k in ("width", "height"):
+        if isinstance(rec.get(k), (int, float)):
+            rec[k] = int(round(rec[k] * f))
 
 
 def _scene_item(args: tuple) -> tuple[bytes, dict[str, Any]]:
@@ -125,21 +143,25 @@ def _scene_item(args: tuple) -> tuple[bytes, dict[str, Any]]:
     img, truth = make_scene(rng, kind)
     name = f"scene-{i + 1:04d}.jpg"
     data = _jpeg(img)
+    sha = hashlib.sha256(data).hexdigest()
+    # the annotation export names the image by its content hash (the file name of its FindingEmo-style
+    # path), so annotations link to the acquired image whatever URL it was found at
     rec = {"item_id": f"scene-{i + 1:04d}", "file": f"scenes/{name}",
-           "image_path": f"/Run_1/{truth['query']}/{name}", "sha256": hashlib.sha256(data).hexdigest(), **truth}
+           "image_path": f"/Run_1/{truth['query']}/{sha}.jpg", "sha256": sha, **truth}
     return data, rec
 
 
 # ---- planning -----------------------------------------------------------------------------------------
 
 def _face_plan(seed: int, n: int, size: int, non_face_fraction: float, compound_p: float,
-               intensity: tuple[float, float]) -> list[tuple]:
+               intensity: tuple[float, float], render_size: int | None = None, face_fraction: float = 0.6) -> list[tuple]:
     rng = np.random.default_rng([seed, 0, 1])
     n_non = round(non_face_fraction * n)
     labels = [EMOTIONS[k % len(EMOTIONS)] for k in range(n - n_non)] + [None] * n_non  # balanced classes
     rng.shuffle(labels)
     splits = np.where(rng.random(n) < 0.8, "train", "validation")
-    return [(seed, i, size, lab, lab is not None, str(splits[i]), compound_p, tuple(intensity)) for i, lab in enumerate(labels)]
+    return [(seed, i, size, lab, lab is not None, str(splits[i]), compound_p, tuple(intensity), render_size, face_fraction)
+            for i, lab in enumerate(labels)]
 
 
 def _scene_plan(seed: int, n: int, reject_fraction: float) -> list[tuple]:
@@ -191,7 +213,8 @@ def build_world(out_dir: str | Path, *, seed: int = 11, n_faces: int = 400, n_sc
                 face_size: int = 896, reject_fraction: float = 0.25, non_face_fraction: float = 0.02,
                 compound_p: float = 0.3, intensity: tuple[float, float] = (0.45, 1.0),
                 n_scene_annotators: int = 14, n_face_annotators: int = 20, votes_per_face: int = 10,
-                overlap_fraction: float = 0.2, workers: int = 1) -> World:
+                overlap_fraction: float = 0.2, workers: int = 1, render_size: int | None = None,
+                face_fraction: float = 0.6) -> World:
     """Write the demo world into ``out_dir`` (layout in the module docstring) and return it.
 
     ``reject_fraction`` of the scenes are rejects, spread over the five reject kinds of FindingEmo
@@ -205,7 +228,9 @@ def build_world(out_dir: str | Path, *, seed: int = 11, n_faces: int = 400, n_sc
               "non_face_fraction": float(non_face_fraction), "compound_p": float(compound_p),
               "intensity": [float(x) for x in intensity], "n_scene_annotators": int(n_scene_annotators),
               "n_face_annotators": int(n_face_annotators), "votes_per_face": int(votes_per_face),
-              "overlap_fraction": float(overlap_fraction)}
+              "overlap_fraction": float(overlap_fraction),
+              "render_size": None if render_size in (None, face_size) else int(render_size),
+              **({"face_fraction": float(face_fraction)} if face_fraction != 0.6 else {})}
     old = _read_manifest(out_dir)
     if old is not None and old.get("params") == params and all(
         (out_dir / f).is_file() and (out_dir / f).stat().st_size == size for f, size in old["files"].items()
@@ -223,7 +248,8 @@ def build_world(out_dir: str | Path, *, seed: int = 11, n_faces: int = 400, n_sc
         digests[rel] = hashlib.sha256(data).hexdigest()
 
     faces, scenes = [], []
-    for data, rec in _map(_face_item, _face_plan(seed, n_faces, face_size, non_face_fraction, compound_p, intensity), workers):
+    for data, rec in _map(_face_item, _face_plan(seed, n_faces, face_size, non_face_fraction, compound_p, intensity,
+                                                  None if render_size in (None, face_size) else render_size, face_fraction), workers):
         put(rec["file"], data)
         faces.append(rec)
     for data, rec in _map(_scene_item, _scene_plan(seed, n_scenes, reject_fraction), workers):

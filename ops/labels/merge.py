@@ -7,7 +7,8 @@ annotator-model estimators from crowd-kit (Dawid-Skene and others).
 Output columns of :func:`merge_annotations` (CONTRACT ``merged_annotations``)::
 
     image_id, n_annotators (annotators left after exclusion), n_annotations, n_excluded
-      (annotations dropped because their annotator is excluded), n_keep, n_reject,
+      (annotations dropped because their annotator is excluded), n_synthetic (annotations expanded
+      from vote counts: their keep is implied, not judged), n_keep, n_reject,
     keep_majority      'keep' | 'reject' | 'undecided' (ties and images without annotations)
     keep_share         n_keep / (n_keep + n_reject)
     for each label level P ('emotion24' and 'emotion8' for Plutchik; 'emotion' for a flat taxonomy
@@ -170,6 +171,10 @@ def merge_annotations_with_estimates(
     out["n_annotators"] = a.groupby(img)["annotator_id"].nunique().reindex(all_images, fill_value=0).astype("int64")
     out["n_annotations"] = img.value_counts().reindex(all_images, fill_value=0).astype("int64")
     out["n_excluded"] = n_excl.astype("int64")
+    # annotations expanded from vote counts: their keep is implied (True), not judged
+    syn = a["synthetic_annotator"].fillna(False).astype(bool) if "synthetic_annotator" in a.columns \
+        else pd.Series(False, index=a.index)
+    out["n_synthetic"] = syn.groupby(img).sum().reindex(all_images, fill_value=0).astype("int64")
     keep = a["keep"].astype(bool)
     out["n_keep"] = keep.groupby(img).sum().reindex(all_images, fill_value=0).astype("int64")
     out["n_reject"] = (out["n_annotations"] - out["n_keep"]).astype("int64")

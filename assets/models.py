@@ -1,0 +1,299 @@
+"""Model assets: backbones, cached features, the keep/reject CNN and the Emo8 predictor
+(FindingEmo §2.3.1, §2.3.2, §3 with buffered activations, footnote 4).
+
+backbones → image_features → keep_reject_model → keep_predictions → kept_images → emo8_model →
+emo8_predictions (→ the annotation queue serves by predicted Emo8). Every trained model is stored
+content-addressed with a row in ``model_versions``; it is retrained only when its labels, its
+configuration or the training code change.
+"""
+
+import numpy as np
+import pandas as pd
+from dagster import AssetExecutionContext, MetadataValue, asset
+
+from assets._io import AssetIO, code_version, md_table, png_md
+from assets.annotations import merged_annotations
+from assets.dedup import unique_images
+from assets.resources import EmoforgeResource
+from ops.features import extract
+from ops.training import backbone_training, classifier, labels, plots, predictors
+from ops.training.backbone_training import BackboneTrainingSpec, train_small_backbone
+from ops.training.holdout import holdout_mask
+from ops.training.labels import AFFECTNET8_CLASSES, EMO8_CLASSES, KEEP_CLASSES
+from ops.training.predictors import BackboneChoice, fit_or_reuse, load_backbone, predict_task, train_head_task
+
+GROUP = "models"
+FEATURES = "features"
+EMO8_COLUMNS = [c.lower() for c in EMO8_CLASSES]
+
+
+def _choice(b, device: str) -> BackboneChoice:
+    return BackboneChoice(name=b.name, weights=b.weights, input_size=b.input_size, resize=b.resize,
+                          findingemo_letterbox=b.findingemo_letterbox, batch_size=b.batch_size, device=device)
+
+
+def _fingerprint(section) -> str:
+    from assets._io import config_fingerprint
+
+    return config_fingerprint(section)
+
+
+def _features(io, extractor: str, dim: int):
+    store = io.wh.feature_store(extractor, dim)
+
+    def read(shas: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        return store.read(shas)
+    return read
+
+
+def _primary(io) -> dict:
+    bb = io.read("backbones")
+    name = io.settings.models.primary.key
+    row = bb[bb["id"] == name]
+    if row.empty:
+        raise ValueError(f"backbone {name!r} is not in the backbones table: build `backbones` first")
+    return row.iloc[0].to_dict()
+
+
+def _model_metadata(io, desc: dict, trained: bool, title: str) -> dict:
+    m = desc.get("metrics", {})
+    hold = m.get("holdout", {})
+    md = {"model_version": desc["model_version"], "trained_now": trained, "label_snapshot": desc.get("label_snapshot"),
+          "n_training_labels": MetadataValue.int(int(desc.get("n_training_labels", 0))),
+          "metrics": MetadataValue.json({k: v for k, v in hold.items() if k != "confusion_matrix"} or
+                                        {"note": "no held-out images"})}
+    cm = hold.get("confusion_matrix")
+    if cm:
+        md["confusion_matrix"] = png_md(plots.confusion_png(cm["matrix"], cm["classes"], f"{title}: held-out images"),
+                                        f"{title} confusion matrix")
+    curves = desc.get("curves")
+    if curves:
+        md["training_curve"] = png_md(plots.curves_png(pd.DataFrame(curves), f"{title}: training"), f"{title} training curve")
+    return md
+
+
+# ---- backbones and features ------------------------------------------------------------------------------
+
+@asset(group_name=GROUP, kinds={"pytorch", "parquet"}, deps=[merged_annotations, unique_images],
+       code_version=code_version(predictors, backbone_training),
+       description="Every configured backbone with its weights: from a local file or the torchvision / timm / "
+                   "Places365 cache (a missing file fails with the path looked for and how to provide it; never a "
+                   "silent random init), or, with `weights: train`, the small CNN trained from scratch on the "
+                   "build's labelled images (keep/reject, Emo8, AffectNet-8; held-out images never trained on).")
+def backbones(context: AssetExecutionContext, emoforge: EmoforgeResource):
+    cfg = emoforge.settings.models
+    io = AssetIO(context, emoforge, cfg.backbones)
+    rows, trained_now = [], []
+    for b in cfg.backbones:
+        choice = _choice(b, cfg.device)
+        weights, version = b.weights, None
+        if b.weights == "train":
+            desc, trained = _train_small(io, choice, cfg, b.key, list(b.train_tasks))
+            weights, version = str(io.wh.root / desc["path"]), desc["model_version"]
+            if trained:
+                trained_now.append(version)
+        bb = load_backbone(choice, weights)
+        key = extract.feature_key(bb)
+        rows.append({"id": b.key, "name": b.name, "extractor": key, "feature_dim": int(bb.feature_dim), "layer": bb.layer,
+                     "weights": str(weights), "weights_fingerprint": bb.weights_fingerprint, "model_version": version,
+                     "preprocess": str(extract.inference_preprocess(bb).to_dict()), "device": str(bb.device),
+                     "precision": bb.precision})
+    df = pd.DataFrame(rows)
+    written = io.write("backbones", df)
+    if trained_now:
+        io.wh.write_model_versions()
+    return io.result(written, trained_now=MetadataValue.json(trained_now), examples=md_table(df, max_chars=48))
+
+
+def _train_small(io, choice: BackboneChoice, cfg, bid: str, tasks: list[str]):
+    """The small CNN trained from scratch on the labelled acquired images (or the stored one), on
+    the label kinds ``tasks`` (keep, emotion8, affectnet8)."""
+    merged = io.read("merged_annotations")
+    uniq = io.read("unique_images", columns=["sha256"])
+    fns = {"keep": labels.keep_labels, "emotion8": labels.emo8_labels, "affectnet8": labels.affectnet8_labels}
+    targets = pd.DataFrame({"sha256": pd.Series(dtype="string")})
+    for name in ("keep", "emotion8", "affectnet8"):
+        lab = fns[name](merged).rename(columns={"label": name}) if name in tasks else \
+            pd.DataFrame({"sha256": pd.Series(dtype="string"), name: pd.Series(dtype="string")})
+        targets = targets.merge(lab, on="sha256", how="outer")
+    targets = targets[targets["sha256"].isin(set(uniq["sha256"]))].sort_values("sha256").reset_index(drop=True)
+    if targets.empty:
+        raise ValueError("weights: train needs labelled acquired images (annotations linked to downloaded images); "
+                         "none were found: configure annotation sources that name the acquired images, or give "
+                         "pretrained weights")
+    probe = load_backbone(BackboneChoice(choice.name, "none"), "none")
+    pp = predictors.preprocess_for(choice, probe.preprocess).replace(draft=True)
+    spec = BackboneTrainingSpec(**cfg.backbone_training.model_dump())
+    combined = ["|".join(v if isinstance(v, str) else "" for v in row)
+                for row in targets[["keep", "emotion8", "affectnet8"]].itertuples(index=False)]
+    snap = labels.snapshot(pd.DataFrame({"sha256": targets["sha256"], "label": combined}))
+    key = labels.training_key("backbone", choice.name, bid, sorted(tasks), snap, _fingerprint(cfg.backbone_training),
+                              pp.fingerprint(), cfg.holdout_fraction, cfg.holdout_seed, predictors.CODE_VERSION)
+
+    def fit():
+        strata = predictors.stratify_key(targets, ["affectnet8", "emotion8", "keep"])
+        hold = holdout_mask(targets["sha256"].astype(str), strata, cfg.holdout_fraction, cfg.holdout_seed)
+        paths = [io.wh.blobs.path(s) for s in targets["sha256"]]
+        classes = {"keep": KEEP_CLASSES, "emotion8": EMO8_CLASSES, "affectnet8": AFFECTNET8_CLASSES}
+        data, metrics, curves = train_small_backbone(
+            paths, targets, classes, hold, pp, spec,
+            progress=lambda e, loss: io.context.log.info(f"backbone {bid} epoch {e + 1}/{spec.epochs}: loss {loss:.3f}"))
+        return data, {"backbone": bid, "architecture": choice.name, "train_tasks": tasks, "extractor": None, "label_snapshot": snap,
+                      "n_training_labels": int(len(targets)), "config_fingerprint": _fingerprint(cfg.backbone_training),
+                      "metrics": metrics, "curves": curves.to_dict("list"), "preprocess": pp.to_dict()}
+
+    return fit_or_reuse(io.wh.models, "backbone", key, fit)
+
+
+@asset(group_name=FEATURES, kinds={"pytorch", "parquet"}, deps=[backbones, unique_images],
+       code_version=code_version(extract),
+       description="Cached activations (FindingEmo §3, footnote 4): one vector per unique image and extractor "
+                   "(backbone, layer, weights fingerprint, preprocessing), float16 shards memory-mapped for "
+                   "training, indexed in the CONTRACT table `image_features`. Incremental (a rerun computes none), "
+                   "resumable, decode failures recorded per image.")
+def image_features(context: AssetExecutionContext, emoforge: EmoforgeResource):
+    cfg = emoforge.settings.models
+    io = AssetIO(context, emoforge, cfg.backbones)
+    bb_rows = io.read("backbones")
+    uniq = io.read("unique_images", columns=["sha256"])
+    items = [(s, io.wh.blobs.path(s)) for s in uniq["sha256"].astype(str)]
+    tables, reports = [], {}
+    for b in cfg.backbones:
+        row = bb_rows[bb_rows["id"] == b.key].iloc[0]
+        bb = load_backbone(_choice(b, cfg.device), row["weights"])
+        key = extract.feature_key(bb)
+        store = io.wh.feature_store(key, bb.feature_dim, meta=extract.extractor_meta(bb))
+        step = max(1, len(items) // 5)
+        rep = extract.extract_features(
+            items, bb, store, batch_size=b.batch_size,
+            progress=lambda r, n=b.key: (r.processed % step < b.batch_size) and
+            context.log.info(f"{n}: {r.processed}/{r.todo} new images"))
+        reports[b.key] = rep.as_dict()
+        tables.append(io.wh.image_features_rows(store))
+    import pyarrow as pa
+
+    table = pa.concat_tables(tables) if tables else None
+    written = io.write("image_features", table)
+    status = table.column("status").to_pandas().value_counts().to_dict() if table is not None else {}
+    return io.result(
+        written, items_in=len(items) * len(cfg.backbones), items_out=int(status.get("ok", 0)),
+        dropped={k: int(v) for k, v in status.items() if k != "ok"},
+        extraction=MetadataValue.json({k: {x: v[x] for x in ("computed", "reused", "failed", "missing", "seconds",
+                                                             "images_per_s", "decode_share", "inference_share") if x in v}
+                                       for k, v in reports.items()}),
+    )
+
+
+# ---- keep/reject (FindingEmo §2.3.1) --------------------------------------------------------------------
+
+@asset(group_name=GROUP, kinds={"pytorch"}, deps=[image_features, merged_annotations],
+       code_version=code_version(classifier, labels, predictors),
+       description="The keep/reject CNN (FindingEmo §2.3.1): a head on the cached activations trained on the merged "
+                   "keep/reject majority of annotated images; evaluated on held-out images (accuracy, balanced "
+                   "accuracy, ROC-AUC, confusion matrix; the paper reports 77.6 % and later 83.6 % accuracy). "
+                   "Retrained only when its labels or configuration change.")
+def keep_reject_model(context: AssetExecutionContext, emoforge: EmoforgeResource):
+    return _train_predictor(context, emoforge, "keep_reject", lambda m: labels.keep_labels(m), KEEP_CLASSES,
+                            emoforge.settings.models.keep_reject, "keep/reject")
+
+
+@asset(group_name=GROUP, kinds={"pytorch", "parquet"}, deps=[keep_reject_model, image_features],
+       code_version=code_version(predictors),
+       description="`keep_predictions` (CONTRACT): p_keep for every unique image with features, by the current "
+                   "keep/reject model version.")
+def keep_predictions(context: AssetExecutionContext, emoforge: EmoforgeResource):
+    io = AssetIO(context, emoforge, emoforge.settings.models.keep_reject)
+    head, desc = _load_current(io, "keep_reject")
+    uniq = io.read("unique_images", columns=["sha256"])
+    pred = predict_task(head, uniq["sha256"].astype(str).tolist(), _features(io, desc["extractor"], head.mean.shape[0]),
+                        desc["model_version"], ["p_keep", "p_reject"])
+    out = pred[["sha256", "p_keep", "model_version"]]
+    written = io.write("keep_predictions", out)
+    return io.result(written, items_in=len(uniq), items_out=len(out), dropped={"no_features": len(uniq) - len(out)},
+                     model_version=desc["model_version"],
+                     p_keep_quantiles=MetadataValue.json({str(q): round(float(out["p_keep"].quantile(q)), 3)
+                                                          for q in (0.1, 0.25, 0.5, 0.75, 0.9)} if len(out) else {}))
+
+
+@asset(group_name=GROUP, kinds={"parquet"}, deps=[keep_predictions, unique_images],
+       description="Every unique image with its keep decision: `kept` when p_keep is at or above the configured "
+                   "threshold (FindingEmo §2.3.2 served images with p_keep ≥ 0.75), otherwise the reason it was dropped.")
+def kept_images(context: AssetExecutionContext, emoforge: EmoforgeResource):
+    thr = emoforge.settings.models.keep_reject.threshold
+    io = AssetIO(context, emoforge, {"threshold": thr})
+    uniq = io.read("unique_images", columns=["sha256", "url", "query"])
+    pred = io.read("keep_predictions")
+    df = uniq.merge(pred, on="sha256", how="left")
+    df["kept"] = df["p_keep"].ge(thr).fillna(False).astype(bool)
+    df["status"] = np.where(df["kept"], "kept", np.where(df["p_keep"].isna(), "no_prediction", "p_keep_below_threshold"))
+    df["reason"] = [("kept" if k else "no keep prediction (no features)" if pd.isna(p) else
+                     f"p_keep {p:.3f} < threshold {thr:g}") for k, p in zip(df["kept"], df["p_keep"])]
+    df["threshold"] = thr
+    written = io.write("kept_images", df)
+    drops = df.loc[~df["kept"], "status"].value_counts().to_dict()
+    return io.result(written, items_in=len(df), items_out=int(df["kept"].sum()), dropped={k: int(v) for k, v in drops.items()},
+                     examples=md_table(df.loc[~df["kept"], ["sha256", "p_keep", "reason"]]))
+
+
+# ---- Emo8 (FindingEmo §2.3.2) ----------------------------------------------------------------------------
+
+@asset(group_name=GROUP, kinds={"pytorch"}, deps=[kept_images, merged_annotations, image_features],
+       code_version=code_version(classifier, labels, predictors),
+       description="The Emo8 predictor (FindingEmo §2.3.2): a head on the cached activations trained on the merged "
+                   "Emo8 labels of images annotated as keep; evaluated on held-out images. Retrained only when its "
+                   "labels or configuration change.")
+def emo8_model(context: AssetExecutionContext, emoforge: EmoforgeResource):
+    return _train_predictor(context, emoforge, "emo8", lambda m: labels.emo8_labels(m), EMO8_CLASSES,
+                            emoforge.settings.models.emo8, "Emo8")
+
+
+@asset(group_name=GROUP, kinds={"pytorch", "parquet"}, deps=[emo8_model, kept_images],
+       code_version=code_version(predictors),
+       description="`emo8_predictions` (CONTRACT): the predicted Emo8 leaf and one probability per leaf for every "
+                   "kept image, by the current Emo8 model version.")
+def emo8_predictions(context: AssetExecutionContext, emoforge: EmoforgeResource):
+    io = AssetIO(context, emoforge, emoforge.settings.models.emo8)
+    head, desc = _load_current(io, "emo8")
+    kept = io.read("kept_images", columns=["sha256", "kept"])
+    shas = kept.loc[kept["kept"], "sha256"].astype(str).tolist()
+    pred = predict_task(head, shas, _features(io, desc["extractor"], head.mean.shape[0]), desc["model_version"], EMO8_COLUMNS)
+    out = pred.rename(columns={"predicted": "emotion8"})[["sha256", "emotion8", *EMO8_COLUMNS, "model_version"]]
+    written = io.write("emo8_predictions", out)
+    return io.result(written, items_in=len(shas), items_out=len(out), dropped={"no_features": len(shas) - len(out)},
+                     model_version=desc["model_version"],
+                     predicted=MetadataValue.json(out["emotion8"].value_counts().to_dict()))
+
+
+# ---- shared -------------------------------------------------------------------------------------------------
+
+def _train_predictor(context, emoforge, task: str, label_fn, classes: list[str], head_cfg, title: str):
+    cfg = emoforge.settings.models
+    io = AssetIO(context, emoforge, head_cfg)
+    primary = _primary(io)
+    lab = label_fn(io.read("merged_annotations"))
+    snap = labels.snapshot(lab)
+    fp = _fingerprint({"head": head_cfg.model_dump(), "holdout": [cfg.holdout_fraction, cfg.holdout_seed]})
+    key = predictors.predictor_key(task, primary["extractor"], snap, fp)
+    feats = _features(io, primary["extractor"], int(primary["feature_dim"]))
+
+    def fit():
+        data, meta, _ = train_head_task(task, lab, classes, feats, head_cfg.spec(), cfg.holdout_fraction, cfg.holdout_seed,
+                                        primary["extractor"], primary["id"], snap, fp)
+        return data, meta
+
+    desc, trained = fit_or_reuse(io.wh.models, task, key, fit)
+    io.wh.write_model_versions()
+    io.wh.set_current_model(task, desc["model_version"])
+    md = _model_metadata(io, desc, trained, title)
+    md["labels"] = MetadataValue.json(lab["label"].value_counts().to_dict())
+    return io.result(None, **md)
+
+
+def _load_current(io, task: str):
+    from ops.training.classifier import TrainedHead
+
+    version = io.wh.current_model(task)
+    if version is None:
+        raise ValueError(f"no current {task} model: build `{task}_model` first")
+    data, desc = io.wh.models.get(version)
+    return TrainedHead.from_bytes(data), desc
