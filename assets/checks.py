@@ -158,6 +158,7 @@ def image_features_valid(context: AssetCheckExecutionContext, emoforge: Emoforge
     df = wh.read_table("image_features")
     n_unique = len(wh.read_table("unique_images", columns=["sha256"]))
     bb = wh.read_table("backbones")
+    bb = bb[bb["extractor"].notna()]   # a backbone not trained yet has no features (backbones says why)
     finite = np.ones(len(df), dtype=bool)
     for _, b in bb.iterrows():
         sel = (df["extractor"] == b["extractor"]) & (df["status"] == "ok")

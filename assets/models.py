@@ -25,6 +25,7 @@ from ops.training.predictors import BackboneChoice, fit_or_reuse, load_backbone,
 GROUP = "models"
 FEATURES = "features"
 EMO8_COLUMNS = [c.lower() for c in EMO8_CLASSES]
+MIN_LABELS = 8   # a predictor trains on at least this many labelled images (of 2 classes or more)
 
 
 def _choice(b, device: str) -> BackboneChoice:
@@ -53,6 +54,14 @@ def _primary(io) -> dict:
     if row.empty:
         raise ValueError(f"backbone {name!r} is not in the backbones table: build `backbones` first")
     return row.iloc[0].to_dict()
+
+
+def _primary_ready(io) -> tuple[dict | None, str | None]:
+    """The predictors' backbone, or the reason it has no features (a backbone not trained yet)."""
+    p = _primary(io)
+    if p.get("status") == "not_trained" or pd.isna(p.get("extractor")):
+        return None, f"backbone {p['id']} has no weights yet: {p.get('reason')}"
+    return p, None
 
 
 def _model_metadata(io, desc: dict, trained: bool, title: str) -> dict:
@@ -89,6 +98,10 @@ def backbones(context: AssetExecutionContext, emoforge: EmoforgeResource):
         weights, version = b.weights, None
         if b.weights == "train":
             desc, trained = _train_small(io, choice, cfg, b.key, list(b.train_tasks))
+            if desc is None:   # nothing to learn from yet: recorded, and the models that need it say so
+                rows.append({"id": b.key, "name": b.name, "extractor": None, "status": "not_trained", "reason": trained})
+                context.log.warning(f"backbone {b.key}: {trained}")
+                continue
             weights, version = str(io.wh.root / desc["path"]), desc["model_version"]
             if trained:
                 trained_now.append(version)
@@ -97,7 +110,7 @@ def backbones(context: AssetExecutionContext, emoforge: EmoforgeResource):
         rows.append({"id": b.key, "name": b.name, "extractor": key, "feature_dim": int(bb.feature_dim), "layer": bb.layer,
                      "weights": str(weights), "weights_fingerprint": bb.weights_fingerprint, "model_version": version,
                      "preprocess": str(extract.inference_preprocess(bb).to_dict()), "device": str(bb.device),
-                     "precision": bb.precision})
+                     "precision": bb.precision, "status": "ready", "reason": None})
     df = pd.DataFrame(rows)
     written = io.write("backbones", df)
     if trained_now:
@@ -117,10 +130,10 @@ def _train_small(io, choice: BackboneChoice, cfg, bid: str, tasks: list[str]):
             pd.DataFrame({"sha256": pd.Series(dtype="string"), name: pd.Series(dtype="string")})
         targets = targets.merge(lab, on="sha256", how="outer")
     targets = targets[targets["sha256"].isin(set(uniq["sha256"]))].sort_values("sha256").reset_index(drop=True)
-    if targets.empty:
-        raise ValueError("weights: train needs labelled acquired images (annotations linked to downloaded images); "
-                         "none were found: configure annotation sources that name the acquired images, or give "
-                         "pretrained weights")
+    if len(targets) < MIN_LABELS:
+        return None, (f"weights: train needs labelled acquired images (annotations linked to downloaded images); "
+                      f"{len(targets)} found, at least {MIN_LABELS} needed: configure annotation sources that name "
+                      f"the acquired images, or give pretrained weights")
     probe = load_backbone(BackboneChoice(choice.name, "none"), "none")
     pp = predictors.preprocess_for(choice, probe.preprocess).replace(draft=True)
     spec = BackboneTrainingSpec(**cfg.backbone_training.model_dump())
@@ -158,8 +171,12 @@ def image_features(context: AssetExecutionContext, emoforge: EmoforgeResource):
     uniq = io.read("unique_images", columns=["sha256"])
     items = [(s, io.wh.blobs.path(s)) for s in uniq["sha256"].astype(str)]
     tables, reports = [], {}
+    skipped = {}
     for b in cfg.backbones:
         row = bb_rows[bb_rows["id"] == b.key].iloc[0]
+        if row.get("status") == "not_trained" or pd.isna(row.get("extractor")):
+            skipped[b.key] = row.get("reason")
+            continue
         bb = load_backbone(_choice(b, cfg.device), row["weights"])
         key = extract.feature_key(bb)
         store = io.wh.feature_store(key, bb.feature_dim, meta=extract.extractor_meta(bb))
@@ -172,7 +189,9 @@ def image_features(context: AssetExecutionContext, emoforge: EmoforgeResource):
         tables.append(io.wh.image_features_rows(store))
     import pyarrow as pa
 
-    table = pa.concat_tables(tables) if tables else None
+    from warehouse.features import IMAGE_FEATURES_SCHEMA
+
+    table = pa.concat_tables(tables) if tables else IMAGE_FEATURES_SCHEMA.empty_table()
     written = io.write("image_features", table)
     status = table.column("status").to_pandas().value_counts().to_dict() if table is not None else {}
     return io.result(
@@ -181,6 +200,7 @@ def image_features(context: AssetExecutionContext, emoforge: EmoforgeResource):
         extraction=MetadataValue.json({k: {x: v[x] for x in ("computed", "reused", "failed", "missing", "seconds",
                                                              "images_per_s", "decode_share", "inference_share") if x in v}
                                        for k, v in reports.items()}),
+        skipped_backbones=MetadataValue.json(skipped),
     )
 
 
@@ -205,6 +225,12 @@ def keep_predictions(context: AssetExecutionContext, emoforge: EmoforgeResource)
     io = AssetIO(context, emoforge, emoforge.settings.models.keep_reject)
     head, desc = _load_current(io, "keep_reject")
     uniq = io.read("unique_images", columns=["sha256"])
+    if head is None:
+        out = pd.DataFrame({"sha256": pd.Series(dtype="string"), "p_keep": pd.Series(dtype="float64"),
+                            "model_version": pd.Series(dtype="string")})
+        written = io.write("keep_predictions", out)
+        return io.result(written, items_in=len(uniq), items_out=0, dropped={"no_keep_reject_model": len(uniq)},
+                         reason="no keep/reject model (see keep_reject_model): no image has a keep probability")
     pred = predict_task(head, uniq["sha256"].astype(str).tolist(), _features(io, desc["extractor"], head.mean.shape[0]),
                         desc["model_version"], ["p_keep", "p_reject"])
     out = pred[["sha256", "p_keep", "model_version"]]
@@ -256,6 +282,12 @@ def emo8_predictions(context: AssetExecutionContext, emoforge: EmoforgeResource)
     head, desc = _load_current(io, "emo8")
     kept = io.read("kept_images", columns=["sha256", "kept"])
     shas = kept.loc[kept["kept"], "sha256"].astype(str).tolist()
+    if head is None:
+        out = pd.DataFrame({"sha256": pd.Series(dtype="string"), "emotion8": pd.Series(dtype="string"),
+                            **{c: pd.Series(dtype="float64") for c in EMO8_COLUMNS}, "model_version": pd.Series(dtype="string")})
+        written = io.write("emo8_predictions", out)
+        return io.result(written, items_in=len(shas), items_out=0, dropped={"no_emo8_model": len(shas)},
+                         reason="no Emo8 model (see emo8_model): no image has a predicted Emo8 leaf")
     pred = predict_task(head, shas, _features(io, desc["extractor"], head.mean.shape[0]), desc["model_version"], EMO8_COLUMNS)
     out = pred.rename(columns={"predicted": "emotion8"})[["sha256", "emotion8", *EMO8_COLUMNS, "model_version"]]
     written = io.write("emo8_predictions", out)
@@ -269,8 +301,12 @@ def emo8_predictions(context: AssetExecutionContext, emoforge: EmoforgeResource)
 def _train_predictor(context, emoforge, task: str, label_fn, classes: list[str], head_cfg, title: str):
     cfg = emoforge.settings.models
     io = AssetIO(context, emoforge, head_cfg)
-    primary = _primary(io)
+    primary, why = _primary_ready(io)
     lab = label_fn(io.read("merged_annotations"))
+    if primary is None:
+        io.context.log.warning(f"{title}: not trained: {why}")
+        io.wh.set_current_model(task, None)
+        return io.result(None, trained=False, reason=f"not trained: {why}")
     snap = labels.snapshot(lab)
     fp = _fingerprint({"head": head_cfg.model_dump(), "holdout": [cfg.holdout_fraction, cfg.holdout_seed]})
     key = predictors.predictor_key(task, primary["extractor"], snap, fp)
@@ -281,6 +317,14 @@ def _train_predictor(context, emoforge, task: str, label_fn, classes: list[str],
                                         primary["extractor"], primary["id"], snap, fp)
         return data, meta
 
+    X, found = feats(lab["sha256"].astype(str).tolist())
+    usable = lab[found]
+    if len(usable) < MIN_LABELS or usable["label"].nunique() < 2:
+        why = (f"not trained: {len(usable)} labelled images with features in {usable['label'].nunique()} class(es); "
+               f"a {title} model needs at least {MIN_LABELS} images of 2 classes (annotate more images)")
+        io.context.log.warning(why)
+        io.wh.set_current_model(task, None)
+        return io.result(None, trained=False, reason=why, labels=MetadataValue.json(lab["label"].value_counts().to_dict()))
     desc, trained = fit_or_reuse(io.wh.models, task, key, fit)
     io.wh.write_model_versions()
     io.wh.set_current_model(task, desc["model_version"])
@@ -290,10 +334,11 @@ def _train_predictor(context, emoforge, task: str, label_fn, classes: list[str],
 
 
 def _load_current(io, task: str):
+    """The current model of ``task`` (None, None when its training asset decided not to train)."""
     from ops.training.classifier import TrainedHead
 
     version = io.wh.current_model(task)
     if version is None:
-        raise ValueError(f"no current {task} model: build `{task}_model` first")
+        return None, None
     data, desc = io.wh.models.get(version)
     return TrainedHead.from_bytes(data), desc

@@ -299,9 +299,8 @@ def _build(args: argparse.Namespace, emo, settings, wh) -> int:
         for job_name, chunk in _job_chunks(keys, graph, job_of, JOB_ORDER):
             _say(f"▶ {label}: {', '.join(k.to_user_string() for k in chunk)} [{job_name}]"
                  if partition is None else f"▶ {label} [{job_name}]")
-            result = defs.resolve_job_def(job_name).execute_in_process(
-                instance=instance, partition_key=partition, asset_selection=chunk, raise_on_error=False,
-                run_config=run_config, tags={"emoforge/cli": "build", "emoforge/pid": str(os.getpid()), "emoforge/data_dir": str(wh.root)})
+            result = run_job(defs, job_name, chunk, instance, partition, run_config,
+                             {"emoforge/cli": "build", "emoforge/pid": str(os.getpid()), "emoforge/data_dir": str(wh.root)})
             before = len(stage_rows)
             chunk_ok, problems = _report(result, stage_rows)
             for row in stage_rows[before:]:
@@ -344,6 +343,35 @@ def _build(args: argparse.Namespace, emo, settings, wh) -> int:
     elif post:
         _say("  skipped the global stages: a batch failed (fix it and run the build again)")
     return _finish(ok_all, wh, stage_rows, problems_all, t0)
+
+
+def run_job(defs, job_name: str, asset_keys: list, instance, partition: str | None, run_config: dict, tags: dict):
+    """Run the named job for ``asset_keys`` in this process, recorded in the instance as a run of
+    that job of the ``emoforge`` code location (the origin ``dagster dev`` loads from pyproject), so
+    the UI links the run to its job and can re-execute it."""
+    from dagster._core.definitions.job_base import InMemoryJob
+    from dagster._core.execution.api import execute_run
+    from dagster._core.remote_origin import (
+        LoadableTargetOrigin, ManagedGrpcPythonEnvCodeLocationOrigin, RemoteJobOrigin, RemoteRepositoryOrigin,
+    )
+
+    job = defs.resolve_job_def(job_name).get_subset(asset_selection=set(asset_keys))
+    origin = RemoteJobOrigin(
+        repository_origin=RemoteRepositoryOrigin(
+            code_location_origin=ManagedGrpcPythonEnvCodeLocationOrigin(
+                loadable_target_origin=LoadableTargetOrigin(executable_path=sys.executable, module_name=CODE_MODULE,
+                                                            working_directory=str(REPO_ROOT)),
+                location_name=CODE_LOCATION),
+            repository_name="__repository__"),
+        job_name=job_name)
+    if partition is not None:
+        tags = {**tags, "dagster/partition": partition}
+    run = instance.create_run_for_job(job_def=job, run_config=run_config, tags=tags,
+                                      asset_selection=frozenset(asset_keys), remote_job_origin=origin)
+    return execute_run(InMemoryJob(job), run, instance, raise_on_error=False)
+
+
+CODE_MODULE, CODE_LOCATION = "pipelines.definitions", "emoforge"   # pyproject.toml [tool.dagster]
 
 
 def _job_chunks(keys: list, graph, job_of, job_order: list[str] | None = None) -> list[tuple[str, list]]:

@@ -3,25 +3,15 @@
 import csv
 import io
 import json
-import socket
 
 import pandas as pd
 import pytest
 import yaml
 
+from helpers import seed_demo_corpus
 from ops.demo.config import demo_config
 from pipelines.cli import main
 from warehouse.store import Warehouse
-
-
-@pytest.fixture
-def clean_env(monkeypatch, tmp_path):
-    # the CLI exports these for the Dagster definitions; make sure each test restores them
-    for var in ("EMOFORGE_HOME", "EMOFORGE_CONFIG", "EMOFORGE_DEMO"):
-        monkeypatch.setenv(var, "")
-        monkeypatch.delenv(var)
-    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster_home"))
-    return monkeypatch
 
 
 @pytest.fixture
@@ -64,25 +54,26 @@ def test_build_rejects_bad_config_and_selection(clean_env, tmp_path, capsys):
     assert "no_such_asset" in capsys.readouterr().err
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.mark.slow
-def test_build_groups_then_a_failing_blocking_check(clean_env, tmp_path, capsys):
+def test_build_groups_then_a_failing_blocking_check(clean_env, demo_corpus, reserved_port, tmp_path, capsys):
+    # The builds start their demo server on the configured port, one the test holds (no free-port
+    # race). The corpus is the session's copy: the build finds it intact instead of generating it.
     cfg = demo_config().model_dump(mode="json")
-    cfg["acquisition"]["provider"]["demo"]["port"] = _free_port()
+    cfg["acquisition"]["provider"]["demo"]["port"] = reserved_port
+    cfg["acquisition"]["provider"]["demo"]["world"]["enabled"] = False   # the fault corpus only
+    cfg["acquisition"]["download"]["max_build_attempts"] = 1  # no retries of transient failures across builds
     cfg_path = tmp_path / "demo.yaml"
     cfg_path.write_text(yaml.safe_dump(cfg))
     data = tmp_path / "data"
+    seed_demo_corpus(demo_corpus[0], data)
     assert main(["build", "--config", str(cfg_path), "--data-dir", str(data), "--select", "group:acquisition"]) == 0
     out = capsys.readouterr().out
     assert "downloaded_images" in out and "dropped:" in out and "warehouse:" in out
     assert not (data / "tables" / "unique_images.parquet").exists()
-    # then everything else (dedup and the annotation group), as `make demo` does in one go
-    assert main(["build", "--config", str(cfg_path), "--data-dir", str(data)]) == 0
+    # then dedup and the annotation group (the models need the demo world's labelled images: they
+    # are built from the full demo in tests/test_models_demo.py)
+    assert main(["build", "--config", str(cfg_path), "--data-dir", str(data), "--select",
+                 "group:demo or group:dedup or group:annotations"]) == 0
     out = capsys.readouterr().out
     assert "unique_images" in out and "annotation_queue" in out and "build succeeded" in out
     assert (data / "exports" / "annotation_queue.csv").exists()

@@ -9,19 +9,23 @@ import threading
 import time
 import warnings
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import requests
 from PIL import Image
 
+from helpers import HANG_TIMEOUT, SMALL_DEMO_N, call_with_hang_guard, wait_event, wait_for
 from ops.acquisition import statuses as S
+from ops.demo import server as demo_server_module
+from ops.demo.config import demo_config
 from ops.demo.corpus import (
-    BLOCKED_REDIRECT_TARGET, DEMO_KEYWORDS, DEMO_QUERIES, DemoEntry, build_corpus,
+    BLOCKED_REDIRECT_TARGET, DEMO_KEYWORDS, DEMO_QUERIES, SLOW_MS, STALL_SECONDS, DemoEntry, build_corpus,
     expected_statuses, load_corpus, plan_corpus,
 )
 from ops.demo.server import DemoServer
 
-N = 60  # small enough to build twice in a few seconds, big enough to hold every fault kind
+N = SMALL_DEMO_N  # small enough to build twice in a few seconds, big enough to hold every fault kind
 
 FAULT_KINDS = {
     "html_as_jpeg": S.NOT_AN_IMAGE, "truncated": S.TRUNCATED, "missing": "http_404",
@@ -38,9 +42,9 @@ DUP_KINDS = {"exact_duplicate", "near_duplicate_reencode", "near_duplicate_resiz
 
 
 @pytest.fixture(scope="module")
-def corpus(tmp_path_factory) -> tuple[Path, list[DemoEntry]]:
-    d = tmp_path_factory.mktemp("demo_a")
-    return d, build_corpus(d, n_images=N, seed=7)
+def corpus(small_demo_corpus) -> tuple[Path, list[DemoEntry]]:
+    """The session's 60-image corpus (conftest.small_demo_corpus), seed 7."""
+    return small_demo_corpus
 
 
 @pytest.fixture(scope="module")
@@ -72,11 +76,19 @@ def test_build_is_deterministic_and_idempotent(corpus, tmp_path):
     assert (tmp_path / "manifest.json").read_bytes() == (d / "manifest.json").read_bytes()
     for f in {e.file for e in entries if e.file}:
         assert (tmp_path / f).read_bytes() == (d / f).read_bytes(), f
-    # a second build of the same corpus rewrites nothing
+    # a second build of the same corpus generates nothing (no image is encoded again) and rewrites nothing
     mtimes = {p.name: p.stat().st_mtime_ns for p in tmp_path.iterdir()}
-    t0 = time.monotonic()
-    assert build_corpus(tmp_path, n_images=N, seed=7) == entries
-    assert time.monotonic() - t0 < 1.0
+    encoded: list = []
+    real_save = Image.Image.save
+
+    def counting_save(self, *a, **kw):
+        encoded.append(a[1] if len(a) > 1 else kw.get("format"))
+        return real_save(self, *a, **kw)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(Image.Image, "save", counting_save)
+        assert build_corpus(tmp_path, n_images=N, seed=7) == entries
+    assert encoded == []
     assert {p.name: p.stat().st_mtime_ns for p in tmp_path.iterdir()} == mtimes
     assert load_corpus(tmp_path) == entries
     # the plan alone agrees with the build, and another seed is another corpus
@@ -202,6 +214,29 @@ def test_duplicates_differ_in_bytes_but_not_in_phash(corpus):
 
 # ---- the server -------------------------------------------------------------------------------------
 
+@pytest.fixture
+def demo_waits(monkeypatch) -> list[SimpleNamespace]:
+    """Every delay a demo handler takes (slow and stalled routes), recorded when it starts:
+    ``path``, ``seconds`` planned, a ``returned`` Event, and ``stopped`` once returned (True: cut
+    short by stop(), False: the delay ran out).
+
+    Wraps the handler's private ``_wait``: DemoServer has no public way to observe its delays yet."""
+    waits: list[SimpleNamespace] = []
+    real = demo_server_module._Handler._wait
+
+    def observed_wait(self, seconds):
+        rec = SimpleNamespace(path=self.path, seconds=seconds, stopped=None, returned=threading.Event())
+        waits.append(rec)  # list.append is atomic
+        try:
+            rec.stopped = real(self, seconds)
+        finally:
+            rec.returned.set()
+        return rec.stopped
+
+    monkeypatch.setattr(demo_server_module._Handler, "_wait", observed_wait)
+    return waits
+
+
 def get(server: DemoServer, path: str, **kw) -> requests.Response:
     kw.setdefault("timeout", 5)
     kw.setdefault("allow_redirects", False)
@@ -299,16 +334,20 @@ def test_redirects(server, corpus):
         path = r.headers["Location"]
 
 
-def test_slow_route(server, corpus):
+def test_slow_route(server, corpus, demo_waits):
     _, entries = corpus
     (e,) = by_kind(entries)["slow"]
     t0 = time.monotonic()
-    r = get(server, e.path)
+    r = get(server, e.path, timeout=(5, HANG_TIMEOUT))
     assert r.status_code == 200 and len(r.content) > 10_000
-    assert 0.45 <= time.monotonic() - t0 < 2.0
+    assert time.monotonic() - t0 >= 0.45  # the delay is real (load can only lengthen it)
+    # ... and it is the planned one, under the demo read timeout (2 s), and ran to its end
+    (w,) = [w for w in demo_waits if w.path == e.path]
+    read_timeout = demo_config().acquisition.download.read_timeout
+    assert w.seconds == SLOW_MS / 1000 < read_timeout and w.returned.is_set() and w.stopped is False
 
 
-def test_stalled_request_does_not_block_stop(corpus):
+def test_stalled_request_does_not_block_stop(corpus, demo_waits):
     d, entries = corpus
     (e,) = by_kind(entries)["stalled"]
     outcome: list[object] = []
@@ -325,13 +364,18 @@ def test_stalled_request_does_not_block_stop(corpus):
 
     t = threading.Thread(target=fetch, daemon=True)
     t.start()
-    deadline = time.monotonic() + 5
-    while srv.request_log.count(("GET", e.path)) < 2 and time.monotonic() < deadline:
-        time.sleep(0.02)
-    t0 = time.monotonic()
-    srv.stop()
-    assert time.monotonic() - t0 < 1.5
-    t.join(timeout=5)
+    # both requests are stalled in their handlers now (the first one's client gave up, not its handler)
+    wait_for(lambda: len([w for w in demo_waits if w.path == e.path]) == 2, message="second stall not reached")
+    assert srv.request_log.count(("GET", e.path)) == 2
+    stalls = [w for w in demo_waits if w.path == e.path]
+    assert all(w.seconds == STALL_SECONDS for w in stalls)
+    call_with_hang_guard(srv.stop, what="stop() with stalled requests in flight")
+    # stop() returned, and it cut both stalls short: each handler woke up because of stop(),
+    # not because its STALL_SECONDS ran out
+    for w in stalls:
+        wait_event(w.returned, message="a stalled handler was not woken by stop()")
+        assert w.stopped is True
+    t.join(timeout=HANG_TIMEOUT)
     assert not t.is_alive() and isinstance(outcome[0], requests.ConnectionError)
     with pytest.raises(requests.ConnectionError):
         requests.get(base + "/search?q=x", timeout=2)

@@ -34,7 +34,7 @@ def _demo_cfg(port: int, **acq) -> dict:
     from ops.demo.config import demo_settings
 
     cfg = demo_settings()
-    cfg["acquisition"]["provider"]["demo"] = {"port": port}
+    cfg["acquisition"]["provider"]["demo"] = {"port": port, "world": {"enabled": False}}
     cfg["acquisition"].update(acq)
     return cfg
 
@@ -324,7 +324,8 @@ def test_build_refuses_a_foreign_server_on_its_demo_port(clean_env, tmp_path, ca
     t = threading.Thread(target=srv.serve_forever, daemon=True)
     t.start()
     try:
-        f = _write(tmp_path / "p.yaml", {"acquisition": {"provider": {"demo": {"port": srv.server_address[1]}},
+        f = _write(tmp_path / "p.yaml", {"acquisition": {"provider": {"demo": {"port": srv.server_address[1],
+                                                                                "world": {"enabled": False}}},
                                                          "max_queries": 1}})
         assert main(["build", "--demo", "--config", str(f), "--data-dir", str(tmp_path / "d"),
                      "--select", "search_results"]) == 1

@@ -7,26 +7,22 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from helpers import annotation_row as A
+from helpers import vote_rows as votes
 from ops.annotations.readers import read_vote_counts
 from ops.labels.merge import (
     CrowdKit, Majority, Plurality, merge_annotations, merge_annotations_with_estimates, merged_to_arrow, parse_policy,
 )
-from ops.annotations.taxonomy import EMO24_TO_EMO8, register_taxonomy
-
-
-def A(image, annotator, e24=None, keep=True, v=None, a=None, amb=None, age=(), q=None):
-    return {"image_id": image, "annotator_id": annotator, "source": "t", "keep": keep,
-            "valence": v, "arousal": a, "ambiguity": amb, "emotion24": e24,
-            "emotion8": EMO24_TO_EMO8.get(e24), "emotion": e24, "taxonomy": "plutchik24",
-            "age_groups": list(age), "deciding_factors": [], "tags": [], "query_emotion": q}
+from ops.annotations.taxonomy import register_taxonomy
 
 
 def frame(rows):
     return pd.DataFrame(rows)
 
 
-def votes(image, labels, q=None, start=0):
-    return [A(image, f"u{start + i}", lab, q=q) for i, lab in enumerate(labels)]
+def vote_table(cell) -> dict:
+    """A ``*_votes`` cell as {label: (votes, share)} (independent of the listing order)."""
+    return {v["label"]: (v["votes"], v["share"]) for v in cell}
 
 
 def test_majority_noise_share_and_ties():
@@ -41,7 +37,13 @@ def test_majority_noise_share_and_ties():
     assert m.loc["tie", "emotion8_status"] == "unresolved" and "tie between Joy, Sadness" in m.loc["tie", "emotion8_reason"]
     assert m.loc["single", "emotion8"] == "Trust"
     # Emo24 is aggregated on its own: "clear" has Joy, Serenity, Ecstasy, Fear once each -> unresolved
-    assert m.loc["clear", "emotion24_status"] == "unresolved" and m.loc["tie", "emotion24"] is not None
+    assert m.loc["clear", "emotion24_status"] == "unresolved"
+    assert "tie between" in m.loc["clear", "emotion24_reason"] and pd.isna(m.loc["clear", "emotion24"])
+    # "tie" is a 2-2 tie in Emo8 (Sadness and Grief are both the Sadness leaf) but not in Emo24:
+    # Joy 2, Sadness 1, Grief 1 of 4. Joy leads with 2/4 = 50%, not more than min_share 0.5 -> no label
+    assert vote_table(m.loc["tie", "emotion24_votes"]) == {"Joy": (2, 0.5), "Sadness": (1, 0.25), "Grief": (1, 0.25)}
+    assert m.loc["tie", "emotion24_status"] == "unresolved" and pd.isna(m.loc["tie", "emotion24"])
+    assert "top label Joy has 2/4 votes (50%), not more than min_share=0.5" in m.loc["tie", "emotion24_reason"]
     # single votes removed as noise first: noise -> Joy 2/2
     m2 = merge_annotations(frame(rows), Majority(min_votes_per_label=2)).set_index("image_id")
     assert m2.loc["noise", "emotion8"] == "Joy" and m2.loc["noise", "emotion8_confidence"] == 1.0

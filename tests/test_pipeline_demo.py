@@ -2,46 +2,72 @@
 demo corpus served on 127.0.0.1, and check every URL's final status and the dedup outcome against
 the corpus manifest (the expectations are written by the corpus generator, not by the pipeline)."""
 
-import socket
 from collections import Counter
 
 import pytest
 import yaml
 from dagster import DagsterInstance, materialize
 
-from assets.acquisition import planned_batches, scrape_batches
+from assets.acquisition import scrape_batches
 from assets.resources import DemoWebResource, EmoforgeResource
+from helpers import demo_server_port, reserve_port, seed_demo_corpus
 from ops.demo.config import demo_config
-from ops.demo.corpus import build_corpus
+from ops.demo.corpus import load_corpus
 from ops.demo.server import DemoServer
 from pipelines.definitions import ASSETS, CHECKS
 
-pytestmark = pytest.mark.slow
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+# the tests on the demo build are slow (one build, twice, for the module); the sensor test is not
 
 
 @pytest.fixture(scope="module")
-def built(tmp_path_factory):
-    """One demo build (module scope: it takes about a minute), with the test owning the server so
-    that its request log shows every fetch."""
+def built(tmp_path_factory, demo_corpus):
+    """One demo build (module scope: it takes about a minute), run twice. The build starts its own
+    demo server, once per run, on a port the test holds for it (helpers.reserve_port: no free-port
+    race); the test records every server started, so their request logs show every fetch."""
     root = tmp_path_factory.mktemp("demo")
-    port = _free_port()
-    cfg = demo_config().model_dump(mode="json")
-    cfg["acquisition"]["provider"]["demo"]["port"] = port
-    cfg["data_dir"] = str(root / "data")
-    cfg_path = root / "emoforge.yaml"
-    cfg_path.write_text(yaml.safe_dump(cfg))
-    emo = EmoforgeResource(config_path=str(cfg_path))
-    corpus_dir = emo.warehouse.state_path("demo_corpus", "MANIFEST").parent
-    entries = build_corpus(corpus_dir, n_images=cfg["acquisition"]["provider"]["demo"]["n_images"],
-                           seed=cfg["acquisition"]["provider"]["demo"]["seed"])
-    server = DemoServer(corpus_dir, entries, host="127.0.0.1", port=port)
-    server.start()
+    data = root / "data"
+    corpus_dir = seed_demo_corpus(demo_corpus[0], data)  # the session's copy: nothing to generate
+    holder, port = reserve_port()
+    servers: list[DemoServer] = []
+    ports: set[int] = set()
+    real_start = DemoServer.start
+
+    def recording_start(self):
+        started = real_start(self)
+        if self not in servers:
+            servers.append(self)
+            ports.add(demo_server_port(self))
+        return started
+
+    try:
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(DemoServer, "start", recording_start)
+            cfg = demo_config().model_dump(mode="json")
+            cfg["acquisition"]["provider"]["demo"]["port"] = port
+            cfg["acquisition"]["provider"]["demo"]["world"]["enabled"] = False   # the fault corpus only
+            cfg["acquisition"]["download"]["max_build_attempts"] = 1  # no retries of transient failures across builds
+            cfg["data_dir"] = str(data)
+            cfg_path = root / "emoforge.yaml"
+            cfg_path.write_text(yaml.safe_dump(cfg))
+            emo = EmoforgeResource(config_path=str(cfg_path))
+            assert emo.warehouse.state_path("demo_corpus", "MANIFEST").parent == corpus_dir
+            keys, keys2, first_log, second_log = _build_twice(emo, lambda: _request_log(servers))
+    finally:
+        for srv in servers:
+            srv.stop()
+        holder.close()
+    assert servers and ports == {port}  # every run served on the configured (held) port
+    # the expectations: the corpus manifest the build served, written by the corpus generator
+    yield {"emo": emo, "entries": load_corpus(corpus_dir), "keys": keys, "keys2": keys2,
+           "first_log": first_log, "second_log": second_log}
+
+
+def _request_log(servers) -> list[tuple[str, str]]:
+    return [r for srv in list(servers) for r in srv.request_log]
+
+
+def _build_twice(emo, request_log):
+    """The acquisition and dedup graph, batch by batch as the CLI runs it, then once more."""
     instance = DagsterInstance.ephemeral()
     resources = {"emoforge": emo, "demo_web": DemoWebResource(emoforge=emo)}
     everything = [*ASSETS, *CHECKS]
@@ -49,7 +75,7 @@ def built(tmp_path_factory):
     def build():
         r = materialize(everything, instance=instance, resources=resources, selection=["search_queries"])
         assert r.success
-        keys = planned_batches(emo.settings)
+        keys = emo.settings.acquisition.scrape_plan().batches()  # what the configuration covers
         instance.add_dynamic_partitions(scrape_batches.name, keys)
         for k in keys:
             r = materialize(everything, instance=instance, resources=resources, partition_key=k,
@@ -62,17 +88,14 @@ def built(tmp_path_factory):
         assert r.success
         return keys
 
-    try:
-        keys = build()
-        first_log = list(server.request_log)
-        keys2 = build()  # a rerun: everything is journaled or stored
-        second_log = server.request_log[len(first_log):]
-    finally:
-        server.stop()
-    yield {"emo": emo, "entries": entries, "keys": keys, "keys2": keys2, "first_log": first_log,
-           "second_log": second_log}
+    keys = build()
+    first_log = request_log()
+    keys2 = build()  # a rerun: everything is journaled or stored
+    second_log = request_log()[len(first_log):]
+    return keys, keys2, first_log, second_log
 
 
+@pytest.mark.slow
 def test_every_url_has_its_expected_status(built):
     wh = built["emo"].warehouse
     dl = wh.read_table("downloaded_images")
@@ -87,6 +110,7 @@ def test_every_url_has_its_expected_status(built):
         assert kinds[status] >= 1, status
 
 
+@pytest.mark.slow
 def test_dedup_keeps_one_image_per_duplicate_family(built):
     wh = built["emo"].warehouse
     entries = built["entries"]
@@ -120,6 +144,7 @@ def test_dedup_keeps_one_image_per_duplicate_family(built):
             assert sha_of[(e.query, e.rank)] == sha_of[(orig.query, orig.rank)]
 
 
+@pytest.mark.slow
 def test_sql_views_over_the_warehouse(built):
     wh = built["emo"].warehouse
     con = wh.connect()
@@ -129,10 +154,17 @@ def test_sql_views_over_the_warehouse(built):
     con.close()
 
 
+def _image_fetches(log):
+    """Requests other than searches and the demo server's own endpoints (the identity probe a
+    build makes before it reuses a running server)."""
+    return [p for m, p in log if not p.startswith(("/search", "/__emoforge/"))]
+
+
+@pytest.mark.slow
 def test_rerun_downloads_nothing_again(built):
     assert built["keys2"] == built["keys"]
-    images_first = [p for m, p in built["first_log"] if not p.startswith("/search")]
-    images_second = [p for m, p in built["second_log"] if not p.startswith("/search")]
+    images_first = _image_fetches(built["first_log"])
+    images_second = _image_fetches(built["second_log"])
     assert images_first, "the first build fetched images"
     assert images_second == []
 
@@ -142,22 +174,25 @@ def test_refresh_sensor_adds_only_new_batches(tmp_path):
 
     from pipelines.definitions import new_scrape_batches
 
+    def evaluate(instance, emo):
+        # EmoforgeResource is a context-managed resource: the sensor context must be opened
+        with build_sensor_context(instance=instance, resources={"emoforge": emo}) as ctx:
+            return new_scrape_batches(ctx)
+
     cfg = demo_config().model_dump(mode="json")
     cfg["acquisition"]["max_queries"] = 10
     p = tmp_path / "c.yaml"
     p.write_text(yaml.safe_dump(cfg))
     emo = EmoforgeResource(config_path=str(p), data_dir=str(tmp_path / "d"))
     instance = DagsterInstance.ephemeral()
-    ctx = build_sensor_context(instance=instance, resources={"emoforge": emo})
-    res = new_scrape_batches(ctx)
+    res = evaluate(instance, emo)
     assert isinstance(res, SensorResult)
     assert [r.partition_key for r in res.run_requests] == ["q000000-000004", "q000004-000008", "q000008-000010"]
     instance.add_dynamic_partitions(scrape_batches.name, ["q000000-000004", "q000004-000008", "q000008-000010"])
-    assert isinstance(new_scrape_batches(build_sensor_context(instance=instance, resources={"emoforge": emo})),
-                      SkipReason)
+    assert isinstance(evaluate(instance, emo), SkipReason)
     # the configuration grows: only the new batches are requested
     cfg["acquisition"]["max_queries"] = 14
     p.write_text(yaml.safe_dump(cfg))
     emo2 = EmoforgeResource(config_path=str(p), data_dir=str(tmp_path / "d"))
-    res = new_scrape_batches(build_sensor_context(instance=instance, resources={"emoforge": emo2}))
+    res = evaluate(instance, emo2)
     assert [r.partition_key for r in res.run_requests] == ["q000010-000014"]

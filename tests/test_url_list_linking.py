@@ -2,33 +2,18 @@
 tried in idx_url order, batches cut the list, and annotations of the downloaded images are linked
 to them by path (the others are kept unlinked)."""
 
-import io
 import json
 
-import numpy as np
 import pytest
 import yaml
-from PIL import Image
 
+from helpers import noisy_jpeg as _jpeg
 from pipelines.cli import main
 
 pytestmark = pytest.mark.slow
 
 
-def _jpeg(seed: int, width: int = 1000) -> bytes:
-    rng = np.random.default_rng(seed)
-    base = np.linspace(0, 255, width, dtype=np.float32)[None, :, None] * np.ones((700, 1, 3), np.float32)
-    blob = rng.normal(0, 30, (700, width, 3)).astype(np.float32)
-    img = np.clip(base * rng.uniform(0.3, 1.0, 3) + blob, 0, 255).astype(np.uint8)
-    buf = io.BytesIO()
-    Image.fromarray(img).save(buf, "JPEG", quality=85)
-    return buf.getvalue()
-
-
-def test_url_list_backups_batches_and_annotation_links(httpserver, tmp_path, monkeypatch, capsys):
-    for var in ("EMOFORGE_HOME", "EMOFORGE_CONFIG", "EMOFORGE_DEMO"):
-        monkeypatch.delenv(var, raising=False)
-    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dh"))
+def test_url_list_backups_batches_and_annotation_links(clean_env, httpserver, tmp_path, capsys):
     httpserver.expect_request("/gone.jpg").respond_with_data("nope", status=404)
     httpserver.expect_request("/gone2.jpg").respond_with_data("nope", status=404)
     for i in range(3):
@@ -82,12 +67,9 @@ def test_url_list_backups_batches_and_annotation_links(httpserver, tmp_path, mon
     assert sql("select count(*) as n from unique_images")[0]["n"] == 3
 
 
-def test_a_build_where_every_item_is_dropped_still_succeeds(tmp_path, monkeypatch, capsys):
+def test_a_build_where_every_item_is_dropped_still_succeeds(clean_env, tmp_path, capsys):
     """No image survives the filter and no annotation survives validation: every table is written,
     empty but with its schema, and the statistics views answer with zero counts."""
-    for var in ("EMOFORGE_HOME", "EMOFORGE_CONFIG", "EMOFORGE_DEMO"):
-        monkeypatch.delenv(var, raising=False)
-    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dh"))
     (tmp_path / "list.csv").write_text("url\nhttp://www.shutterstock.com/a.jpg\nnot a url\n")
     (tmp_path / "bad.ann").write_text("index,user,image_path,tags,age,valence,arousal,emotion,dec_factors,ambiguity,"
                                       "datetime\n1,u,/a/b/c.jpg,Undefined,Adults,9,3,Joy,Undefined,1,2023-01-01 00:00:00\n")

@@ -233,8 +233,8 @@ class Warehouse:
         """Rebuild the ``model_versions`` table from the model store."""
         return self.write_table("model_versions", self.models.table())
 
-    def set_current_model(self, task: str, model_version: str) -> None:
-        """The model version a task's predictions use from now on."""
+    def set_current_model(self, task: str, model_version: str | None) -> None:
+        """The model version a task's predictions use from now on (None: no model)."""
         path = self.state_path("current_models.json")
         cur = json.loads(path.read_text()) if path.exists() else {}
         cur[task] = model_version

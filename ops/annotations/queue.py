@@ -238,6 +238,8 @@ def queue_predictions(unique: pd.DataFrame | None, keep: pd.DataFrame | None,
     """Keep probabilities (``keep_predictions``: sha256, p_keep) and predicted Emo8 leaves
     (``emo8_predictions``: sha256, emotion8) keyed by the queue's image ids; None when neither
     model has predicted yet (the queue then serves uniformly and says so)."""
+    keep = None if keep is None or keep.empty else keep
+    emo8 = None if emo8 is None or emo8.empty else emo8
     if keep is None and emo8 is None:
         return None
     by_sha = pd.DataFrame({"sha256": pd.Series(dtype="string")})

@@ -140,7 +140,9 @@ WEIGHT_KEYWORDS = ("train", "none", "torchvision-default", "timm-default", "plac
 def _resolve_relative_paths(data: dict[str, Any], base: Path) -> None:
     """Relative paths in a config file are relative to the file's folder, not to the working dir."""
     def fix(container: Any, key: str) -> None:
-        if isinstance(container, dict) and isinstance(container.get(key), str) and container[key].strip():
+        # "@demo_world/..." names a file the build generates (ops.demo.config): not relative to the file
+        if isinstance(container, dict) and isinstance(container.get(key), str) and container[key].strip() \
+                and not container[key].startswith("@"):
             v = Path(container[key]).expanduser()
             container[key] = str(v if v.is_absolute() else base / v)
 

@@ -22,7 +22,7 @@ AFFECTNET8_CLASSES = list(get_taxonomy("affectnet8").labels)
 
 def _linked(merged: pd.DataFrame) -> pd.DataFrame:
     if "sha256" not in merged.columns:
-        return merged.iloc[:0]
+        return merged.iloc[:0].assign(sha256=pd.Series(dtype="string"))
     return merged[merged["sha256"].notna()]
 
 
