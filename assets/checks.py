@@ -12,6 +12,7 @@ from dagster import AssetCheckExecutionContext, AssetCheckResult, AssetCheckSeve
 from assets.acquisition import candidate_urls, downloaded_images, scrape_batches, search_results
 from assets.annotations import merged_annotations, raw_annotations
 from assets.dedup import image_hashes, unique_images
+from assets.faces import faces, soft_labels
 from assets.models import emo8_predictions, image_features, keep_predictions
 from assets.resources import EmoforgeResource
 from ops import quality
@@ -183,3 +184,33 @@ def emo8_predictions_valid(context: AssetCheckExecutionContext, emoforge: Emofor
 
     df = emoforge.warehouse.read_table("emo8_predictions")
     return _result(quality.validate(df, "emo8_predictions", quality.predictions_suite(EMO8_COLUMNS)))
+
+
+@asset_check(asset=faces, blocking=True,
+             description="GX: unique face_id, a positive box, detector score in [0, 1], a crop per face; and every "
+                         "image the build looked at has exactly one face_status row.")
+def faces_valid(context: AssetCheckExecutionContext, emoforge: EmoforgeResource) -> AssetCheckResult:
+    wh = emoforge.warehouse
+    df = wh.read_table("faces")
+    out = quality.validate(df, "faces", quality.faces_suite())
+    status = wh.read_table("face_status", columns=["sha256", "status", "n_faces"])
+    per_image = df.groupby("sha256").size()
+    bad = status[status["sha256"].duplicated(keep=False)
+                 | (status["n_faces"] != status["sha256"].map(per_image).fillna(0).astype("int64"))]
+    res = _result(out)
+    if len(bad):
+        return AssetCheckResult(passed=False, severity=AssetCheckSeverity.ERROR,
+                                description=f"face_status disagrees with faces on {len(bad)} images "
+                                            f"(e.g. {bad['sha256'].iloc[0]})", metadata=res.metadata)
+    return res
+
+
+@asset_check(asset=soft_labels, blocking=True,
+             description="GX: one row per face, the 8 values of AffectNet+ Eq. 14 in [0, 1], a difficulty subset "
+                         "exactly for the faces with a hard label, both model versions.")
+def soft_labels_valid(context: AssetCheckExecutionContext, emoforge: EmoforgeResource) -> AssetCheckResult:
+    from ops.labels.soft_labels import EMOTION_COLUMNS
+
+    df = emoforge.warehouse.read_table("soft_labels")
+    df["difficulty_matches"] = df["difficulty"].isna() == df["hard_label"].isna()
+    return _result(quality.validate(df, "soft_labels", quality.soft_labels_suite(list(EMOTION_COLUMNS))))

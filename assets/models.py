@@ -186,7 +186,7 @@ def image_features(context: AssetExecutionContext, emoforge: EmoforgeResource):
             progress=lambda r, n=b.key: (r.processed % step < b.batch_size) and
             context.log.info(f"{n}: {r.processed}/{r.todo} new images"))
         reports[b.key] = rep.as_dict()
-        tables.append(io.wh.image_features_rows(store))
+        tables.append(io.wh.image_features_rows(store, only=uniq["sha256"]))
     import pyarrow as pa
 
     from warehouse.features import IMAGE_FEATURES_SCHEMA

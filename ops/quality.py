@@ -212,3 +212,40 @@ def predictions_suite(prob_columns: list[str]) -> list[Any]:
         out.append(E.ExpectColumnValuesToNotBeNull(column=c))
         out.append(E.ExpectColumnValuesToBeBetween(column=c, min_value=0.0, max_value=1.0))
     return out
+
+
+def faces_suite() -> list[Any]:
+    """``faces`` (CONTRACT): a unique face_id, a box inside positive extents, a score in [0, 1] (NULL
+    for whole-image faces, whose box is the image), a crop blob per face."""
+    import great_expectations as gx
+
+    E = gx.expectations
+    return [
+        E.ExpectColumnValuesToBeUnique(column="face_id"),
+        E.ExpectColumnValuesToNotBeNull(column="sha256"),
+        E.ExpectColumnValuesToNotBeNull(column="crop_sha256"),
+        E.ExpectColumnValuesToBeBetween(column="w", min_value=0, strict_min=True),
+        E.ExpectColumnValuesToBeBetween(column="h", min_value=0, strict_min=True),
+        E.ExpectColumnValuesToBeBetween(column="score", min_value=0.0, max_value=1.0),
+        E.ExpectColumnValuesToBeInSet(column="mode", value_set=["whole_image", "detect"]),
+    ]
+
+
+def soft_labels_suite(emotion_columns: list[str]) -> list[Any]:
+    """``soft_labels`` (CONTRACT): one row per face; the 8 values of Eq. 14 in [0, 1]; difficulty
+    one of the three subsets (NULL exactly without a hard label: checked by the caller's column
+    ``difficulty_matches``); both model versions present."""
+    import great_expectations as gx
+
+    E = gx.expectations
+    out = [
+        E.ExpectColumnValuesToBeUnique(column="face_id"),
+        E.ExpectColumnValuesToBeInSet(column="difficulty", value_set=["Easy", "Challenging", "Difficult"]),
+        E.ExpectColumnValuesToBeInSet(column="difficulty_matches", value_set=[True]),
+        E.ExpectColumnValuesToNotBeNull(column="ebc_model_version"),
+        E.ExpectColumnValuesToNotBeNull(column="au_model_version"),
+    ]
+    for c in emotion_columns:
+        out.append(E.ExpectColumnValuesToNotBeNull(column=c))
+        out.append(E.ExpectColumnValuesToBeBetween(column=c, min_value=0.0, max_value=1.0))
+    return out

@@ -25,11 +25,11 @@ from dagster import (
     sensor,
 )
 
-from assets import acquisition, annotations, checks, dedup, demo, models
+from assets import acquisition, annotations, checks, dedup, demo, faces, models
 from assets.acquisition import scrape_batches
 from assets.resources import DemoWebResource, EmoforgeResource
 
-ASSET_MODULES = [demo, acquisition, dedup, annotations, models]
+ASSET_MODULES = [demo, acquisition, dedup, annotations, models, faces]
 ASSETS = load_assets_from_modules(ASSET_MODULES)
 CHECKS = load_asset_checks_from_modules([checks, *ASSET_MODULES])
 
@@ -68,7 +68,14 @@ models_job = define_asset_job(
     description="Backbones, cached features, the keep/reject and Emo8 predictors and their predictions.",
 )
 
-JOBS = [demo_job, scrape_batch_job, dedup_job, annotations_job, models_job]
+faces_job = define_asset_job(
+    "faces_job",
+    selection=AssetSelection.groups("faces", "labels"),
+    description="Faces and their metadata and features; the multi-annotated set, the ensemble of binary "
+                "classifiers and the AU-based classifier, soft labels and the Easy/Challenging/Difficult subsets.",
+)
+
+JOBS = [demo_job, scrape_batch_job, dedup_job, annotations_job, models_job, faces_job]
 JOB_ORDER = [j.name for j in JOBS]   # the CLI runs the global stages job by job, in this order when free
 
 
@@ -83,6 +90,8 @@ def job_of(asset_key, graph) -> str:
         return "demo_job"
     if node.group_name in ("models", "features"):
         return "models_job"
+    if node.group_name in ("faces", "labels"):
+        return "faces_job"
     return "dedup_job"
 
 

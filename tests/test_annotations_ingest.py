@@ -215,8 +215,10 @@ def test_arrow_parquet_duckdb_roundtrip_and_concat(tmp_path):
     assert (both.rejects["reason"] == "duplicate_annotation (in an earlier source)").sum() == len(la.annotations)
     t = annotations_to_arrow(both.annotations)
     pq.write_table(t, tmp_path / "a.parquet")
-    got = duckdb.sql(f"SELECT count(*), count(valence), sum(len(age_groups)) FROM '{tmp_path / 'a.parquet'}'").fetchall()[0]
-    assert got == (len(both.annotations), 0, 0)
+    got = duckdb.sql(f"SELECT count(*), count(valence), count(age_groups), sum(len(tags)) "
+                     f"FROM '{tmp_path / 'a.parquet'}'").fetchall()[0]
+    # neither source records age groups: NULL (unknown), not an empty list (none ticked)
+    assert got == (len(both.annotations), 0, 0, 0)
 
 
 def test_durations_from_timestamps():

@@ -45,6 +45,8 @@ from ops.faces.pipeline import (
     FACES_SCHEMA,
     STATUS_COLUMNS,
     find_faces,
+    merge_reused,
+    reusable_status,
 )
 
 
@@ -197,6 +199,33 @@ def test_deterministic_and_threads_give_the_same_rows(photos):
     pd.testing.assert_frame_equal(one.faces, two.faces)
     pd.testing.assert_frame_equal(one.status, two.status)
     assert one.crops == two.crops
+
+
+def test_an_incremental_run_reuses_unchanged_images_and_redoes_lost_crops(photos):
+    items = [(sha(photos[k]), photos[k], "detect") for k in ("group", "astro", "flat")]
+    items.append(("e" * 64, b"broken", "detect"))
+    first = find_faces(items, "retinaface")
+    blobs = set(first.crops)
+    reuse = reusable_status(first.status, first.faces, blobs.__contains__)
+    # errors are retried; faces and no-face images are trusted
+    assert set(reuse.sha256) == {sha(photos[k]) for k in ("group", "astro", "flat")}
+    again = find_faces(items, "retinaface", reuse=reuse)
+    assert sorted(again.reused) == sorted(reuse.sha256) and set(again.status.sha256) == {"e" * 64}
+    assert again.faces.empty and again.crops == {}
+    status, faces = merge_reused(again, first.status, first.faces)
+    key = ["sha256", "face_index"]
+    pd.testing.assert_frame_equal(faces.sort_values(key).reset_index(drop=True),
+                                  first.faces.sort_values(key).reset_index(drop=True))
+    pd.testing.assert_frame_equal(status.sort_values("sha256").reset_index(drop=True),
+                                  first.status.sort_values("sha256").reset_index(drop=True))
+    # a crop lost from the blob store: that image runs again; a changed setting: everything does
+    astro_crop = first.faces.loc[first.faces.sha256 == sha(photos["astro"]), "crop_sha256"].iloc[0]
+    partial = reusable_status(first.status, first.faces, (blobs - {astro_crop}).__contains__)
+    assert sha(photos["astro"]) not in set(partial.sha256) and len(partial) == 2
+    redo = find_faces(items, "retinaface", reuse=partial)
+    assert set(redo.status.sha256) == {sha(photos["astro"]), "e" * 64} and astro_crop in redo.crops
+    changed = find_faces(items, "retinaface", min_score=0.8, reuse=reuse)
+    assert changed.reused == [] and len(changed.status) == 4
 
 
 @pytest.mark.slow

@@ -250,11 +250,18 @@ class Warehouse:
 
         return FeatureStore(self.root / "features" / extractor, extractor, dim, meta=meta)
 
-    def image_features_rows(self, store) -> pa.Table:
-        """The CONTRACT ``image_features`` rows of a feature store (pointers relative to the data dir)."""
+    def image_features_rows(self, store, only: Iterable[str] | None = None) -> pa.Table:
+        """The CONTRACT ``image_features`` rows of a feature store (pointers relative to the data dir),
+        restricted to the sha256s ``only`` when given (a store is shared: an extractor's store holds
+        the vectors of every image and face crop it was run on)."""
+        import pyarrow.compute as pc
+
         from warehouse.features import image_features_rows
 
-        return image_features_rows(store, self.root)
+        rows = image_features_rows(store, self.root)
+        if only is None:
+            return rows
+        return rows.filter(pc.is_in(rows.column("sha256"), value_set=pa.array(sorted(set(map(str, only))), pa.string())))
 
     def url_list_cache_dir(self) -> Path:
         """Parsed URL lists, kept between processes (keyed by the list file's version)."""

@@ -188,7 +188,9 @@ def read_long(
         }
         columns.update({
             "valence": num("valence"), "arousal": num("arousal"), "ambiguity": num("ambiguity"),
-            "age_groups": lst("age_groups"), "deciding_factors": lst("deciding_factors"), "tags": lst("tags"),
+            # a source without age groups leaves them NULL (unknown), not an empty list (none ticked)
+            "age_groups": col("age_groups", parser(parse_list, m.get("age_groups"), vocab.get("age_groups"), list_sep), None),
+            "deciding_factors": lst("deciding_factors"), "tags": lst("tags"),
             "annotated_at": col("annotated_at", parser(parse_datetime, m.get("annotated_at"), ()), fast=iso_datetimes(())),
             "taxonomy": Const(tax.name), "source_file": Const(str(path)), "source_line": lines,
             "source_index": Const(None), "synthetic_annotator": Const(False),
@@ -349,7 +351,7 @@ def read_vote_counts(
     columns: dict[str, Any] = {
         "image_id": [items[i] for i in per_item_rows], "annotator_id": annotators, "source": Const(source),
         "keep": Const(True), "valence": Const(None), "arousal": Const(None), "ambiguity": Const(None),
-        "age_groups": Const(()), "deciding_factors": Const(()), "tags": Const(()), "annotated_at": Const(None),
+        "age_groups": Const(None), "deciding_factors": Const(()), "tags": Const(()), "annotated_at": Const(None),
         "taxonomy": Const(tax.name), "image_path": [paths[i] for i in per_item_rows],
         "query": [q_of[i][0] for i in per_item_rows], "query_emotion": [q_of[i][1] for i in per_item_rows],
         "source_file": Const(str(path)), "source_line": [lines[i] for i in per_item_rows],

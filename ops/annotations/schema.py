@@ -157,8 +157,11 @@ def coerce(df: pd.DataFrame) -> pd.DataFrame:
     for c in ("image_id", "annotator_id", "source", "emotion24", "emotion8", "emotion", "taxonomy",
               "image_path", "query", "query_emotion", "source_file", "source_index"):
         df[c] = df[c].astype("str") if df[c].notna().all() else df[c].astype("object").where(df[c].notna(), None).astype("str")
-    for c in ("age_groups", "deciding_factors", "tags"):
+    for c in ("deciding_factors", "tags"):
         df[c] = [list(x) if isinstance(x, (list, tuple)) else [] for x in df[c]]
+    # age groups: NULL when the source records none (vote counts, a long file without the field)
+    df["age_groups"] = pd.Series([list(x) if isinstance(x, (list, tuple)) else None for x in df["age_groups"]],
+                                 index=df.index, dtype=object)
     return df
 
 

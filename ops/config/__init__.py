@@ -5,6 +5,7 @@
     dedup.py        pHash mode, near-duplicate threshold, bands
     annotations.py  sources, grading, merge policy, queue
     models.py       backbones and features, the keep/reject and Emo8 predictors
+    faces.py        faces and their metadata, AffectNet+ soft labels
     schema.py       the whole file (EmoforgeConfig) and its loader
 
 The configuration objects stay here: ops packages take plain parameters, and the ``to_*`` helpers of
@@ -20,5 +21,6 @@ from ops.config.annotations import (  # noqa: F401
 )
 from ops.config.base import ConfigError  # noqa: F401
 from ops.config.dedup import DedupConfig  # noqa: F401
+from ops.config.faces import FacesConfig, SoftLabelsConfig  # noqa: F401
 from ops.config.models import BackboneConfig, HeadConfig, ModelsConfig  # noqa: F401
 from ops.config.schema import EmoforgeConfig, config_to_yaml, load_config, parse_config  # noqa: F401

@@ -12,12 +12,13 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import ValidationError, field_validator
+from pydantic import ValidationError, field_validator, model_validator
 
 from ops.config.acquisition import AcquisitionConfig
 from ops.config.annotations import AnnotationsConfig
 from ops.config.base import ConfigError, _Strict
 from ops.config.dedup import DedupConfig
+from ops.config.faces import FacesConfig, SoftLabelsConfig
 from ops.config.models import ModelsConfig
 
 
@@ -27,6 +28,21 @@ class EmoforgeConfig(_Strict):
     dedup: DedupConfig = DedupConfig()
     annotations: AnnotationsConfig = AnnotationsConfig()
     models: ModelsConfig = ModelsConfig()
+    faces: FacesConfig = FacesConfig()
+    soft_labels: SoftLabelsConfig = SoftLabelsConfig()
+
+    @model_validator(mode="after")
+    def _soft_label_backbones(self) -> "EmoforgeConfig":
+        names = [b.key for b in self.models.backbones]
+        if self.faces.blendshapes:
+            names.append("mediapipe_blendshapes")
+        for key, ids in (("ebc_backbones", self.soft_labels.ebc_backbones or []),
+                         ("au_backbone", [self.soft_labels.au_backbone] if self.soft_labels.au_backbone else [])):
+            unknown = [i for i in ids if i not in names]
+            if unknown:
+                raise ValueError(f"soft_labels.{key} names {unknown}, not a face feature extractor: "
+                                 f"models.backbones ids or mediapipe_blendshapes (with faces.blendshapes): {names}")
+        return self
 
     @field_validator("data_dir")
     @classmethod
@@ -42,6 +58,8 @@ def _format_errors(err: ValidationError, source: str) -> str:
         key = ".".join(str(p) for p in e["loc"]) or "(top level)"
         if e["type"] == "extra_forbidden":
             lines.append(f"  {key}: unknown key")
+        elif not e["loc"]:  # a check across sections: its message names the keys
+            lines.append(f"  {e['msg'].removeprefix('Value error, ')}")
         else:
             lines.append(f"  {key}: {e['msg']} (got {e.get('input')!r})")
     return "\n".join(lines)
@@ -131,6 +149,7 @@ def check_references(cfg: EmoforgeConfig) -> list[tuple[str, str]]:
                                  f"unknown annotation field (known: {', '.join(LONG_FIELDS)})"))
     if not cfg.annotations.grading.gold_generated_by:
         exists("annotations.grading.gold_path", cfg.annotations.grading.gold_path, "gold reference file")
+    exists("faces.ethnicity_weights", cfg.faces.ethnicity_weights, "ethnicity weights file")
     return problems
 
 
@@ -161,6 +180,7 @@ def _resolve_relative_paths(data: dict[str, Any], base: Path) -> None:
         for src in ann.get("sources") or []:
             fix(src, "path")
         fix(ann.get("grading"), "gold_path")
+    fix(data.get("faces"), "ethnicity_weights")
 
 
 def config_to_yaml(cfg: EmoforgeConfig) -> str:

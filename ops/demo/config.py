@@ -36,8 +36,6 @@ def demo_settings() -> dict[str, Any]:
             },
         },
         "dedup": {"threshold": 4},
-        # the small CNN trained from scratch on the world's labelled images (no pretrained weights here);
-        # letterboxed so that a scene's reject cues (a watermark in a corner, a collage) stay in view
         # two small CNNs trained from scratch on the world's labelled images (no pretrained weights here):
         # one on scenes (keep/reject, Emo8: the FindingEmo branch), one on faces (AffectNet-8);
         # letterboxed so that a scene's reject cues (a watermark in a corner, a collage) stay in view
@@ -58,6 +56,14 @@ def demo_settings() -> dict[str, Any]:
             ],
             "grading": {"gold_path": WORLD_MARK + "annotations/gold.csv", "gold_generated_by": "demo_world"},
         },
+        # the world's face images are crops (whole_image); its kept scenes are searched with RetinaFace
+        "faces": {"max_side": 960},
+        # AffectNet+ §3.2 ensembles three ImageNet backbones, none of which can be loaded here: the demo
+        # ensembles the small face CNN and MediaPipe's blendshapes (facial action coefficients, the
+        # closest offline kin of action units, which also feed the AU-based classifier, §3.3). Its 800
+        # faces hold fewer full-agreement faces than AffectNet's test-MAS (100 per emotion): 25 each.
+        "soft_labels": {"ebc_backbones": ["face_cnn", "mediapipe_blendshapes"], "au_backbone": "mediapipe_blendshapes",
+                        "test_mas_per_class": 25},
     }
 
 

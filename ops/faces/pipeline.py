@@ -60,8 +60,9 @@ import itertools
 import json
 import math
 import os
+import re
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Union
@@ -110,20 +111,23 @@ class FaceResults:
     crops: dict[str, bytes] = field(repr=False)
     config: dict[str, Any]
     timings: dict[str, float]
+    reused: list[str] = field(default_factory=list)   # sha256s skipped: ``reuse`` had them (see find_faces)
 
     @classmethod
     def concat(cls, parts: Iterable[FaceResults], config: dict | None = None) -> FaceResults:
         parts = list(parts)
         crops: dict[str, bytes] = {}
         timings: dict[str, float] = {}
+        reused: list[str] = []
         for p in parts:
             crops.update(p.crops)
+            reused.extend(p.reused)
             for k, v in p.timings.items():
                 timings[k] = timings.get(k, 0.0) + v
         frames = [p.faces for p in parts if len(p.faces)] or [to_frame([], FACES_SCHEMA)]
         status = [p.status for p in parts if len(p.status)] or [to_frame([], FACE_STATUS_SCHEMA)]
         return cls(pd.concat(frames, ignore_index=True), pd.concat(status, ignore_index=True),
-                   crops, parts[0].config if parts else (config or {}), timings)
+                   crops, parts[0].config if parts else (config or {}), timings, reused)
 
     def status_counts(self) -> dict[str, int]:
         return {s: int((self.status["status"] == s).sum()) for s in STATUSES}
@@ -219,7 +223,9 @@ def _process(item: tuple[str, Source, str], ctx: _Ctx) -> tuple[dict, list[dict]
     try:
         img, (w0, h0) = _decode(data, ctx.crop_size if whole else None)
     except Exception as e:  # noqa: BLE001 - PIL raises OSError, SyntaxError, ValueError, DecompressionBombError…
-        status.update(status="decode_error", message=f"{type(e).__name__}: {e}"[:500])
+        # PIL names the in-memory buffer by its address: drop it so reruns give the same message
+        msg = re.sub(r" <_io\.BytesIO object at 0x[0-9a-f]+>", "", str(e))
+        status.update(status="decode_error", message=f"{type(e).__name__}: {msg}"[:500])
         return status, [], {}, t
     t2 = time.perf_counter()
     t["decode_s"] = t2 - t1
@@ -315,7 +321,7 @@ def iter_face_batches(images: Iterable[tuple[str, Source, str]],
                       max_side: int | None = 1280, crop_size: int = 224, padding: float = 0.25,
                       batch_size: int = 32, workers: int = 1, executor: str = "thread",
                       detector_threads: int = 1, detector_options: dict | None = None,
-                      ) -> Iterator[FaceResults]:
+                      reuse: pd.DataFrame | None = None) -> Iterator[FaceResults]:
     """Yield one FaceResults per ``batch_size`` input images (see find_faces)."""
     if executor not in EXECUTORS:
         raise ValueError(f"executor must be one of {EXECUTORS}, not {executor!r}")
@@ -337,6 +343,10 @@ def iter_face_batches(images: Iterable[tuple[str, Source, str]],
                         "whole_image": _fingerprint({"code": CODE_VERSION, "crop_size": int(crop_size)})}
     config = {**det_conf, "fingerprints": dict(ctx.fingerprints), "executor": executor,
               "workers": int(workers), "batch_size": int(batch_size)}
+    done: dict[str, str] = {}
+    if reuse is not None and len(reuse):
+        done = {str(sh): str(fp) for sh, md, fp in reuse[["sha256", "mode", "config_fingerprint"]].itertuples(index=False)
+                if md in ctx.fingerprints and fp == ctx.fingerprints[md]}
     pool: Executor | None = None
     if workers > 1 and executor == "process":
         import multiprocessing as mp
@@ -347,6 +357,7 @@ def iter_face_batches(images: Iterable[tuple[str, Source, str]],
         if workers > 1:
             pool = ThreadPoolExecutor(workers, thread_name_prefix="faces")
     seen: set[str] = set()
+    skipped: list[str] = []
     try:
         batch: list = []
         for item in images:
@@ -356,12 +367,17 @@ def iter_face_batches(images: Iterable[tuple[str, Source, str]],
             if sha in seen:
                 continue
             seen.add(sha)
+            if done.get(str(sha)) == ctx.fingerprints[mode]:
+                skipped.append(str(sha))
+                continue
             batch.append((str(sha), source, mode))
             if len(batch) >= batch_size:
                 yield _run_batch(batch, ctx, pool, workers, executor, config)
                 batch = []
         if batch:
             yield _run_batch(batch, ctx, pool, workers, executor, config)
+        if skipped:
+            yield FaceResults(to_frame([], FACES_SCHEMA), to_frame([], FACE_STATUS_SCHEMA), {}, config, {}, skipped)
     finally:
         if pool is not None:
             pool.shutdown(wait=True, cancel_futures=True)
@@ -394,7 +410,7 @@ def find_faces(images: Iterable[tuple[str, Source, str]], detector: str | FaceDe
                *, min_score: float = 0.9, max_side: int | None = 1280, crop_size: int = 224,
                padding: float = 0.25, batch_size: int = 32, workers: int = 1,
                executor: str = "thread", detector_threads: int = 1,
-               detector_options: dict | None = None) -> FaceResults:
+               detector_options: dict | None = None, reuse: pd.DataFrame | None = None) -> FaceResults:
     """Faces of ``images`` ((sha256, path or bytes, "whole_image" | "detect") triples).
 
     detector: "retinaface" (default), "mtcnn", or a FaceDetector instance (thread/inline only);
@@ -407,9 +423,45 @@ def find_faces(images: Iterable[tuple[str, Source, str]], detector: str | FaceDe
     batch_size, workers, executor, detector_threads: images per batch; parallel workers ("thread"
       or "process"); onnxruntime / torch intra-op threads per detector.
     detector_options: more constructor options of the detector (nms_threshold, min_face_size…).
+    reuse: earlier ``status`` rows (sha256, mode, config_fingerprint): an image listed in the same
+      mode with the same configuration fingerprint is not processed again; its sha256 goes to
+      ``reused`` (the caller keeps its earlier rows, and crops).
     """
     cfg = {"detector": detector if isinstance(detector, str) else detector.name}
     return FaceResults.concat(iter_face_batches(
         images, detector, min_score=min_score, max_side=max_side, crop_size=crop_size,
         padding=padding, batch_size=batch_size, workers=workers, executor=executor,
-        detector_threads=detector_threads, detector_options=detector_options), config=cfg)
+        detector_threads=detector_threads, detector_options=detector_options, reuse=reuse), config=cfg)
+
+
+def reusable_status(prev_status: pd.DataFrame | None, prev_faces: pd.DataFrame | None,
+                    has_blob: Callable[[str], bool]) -> pd.DataFrame | None:
+    """The earlier ``status`` rows an incremental run may trust: an image with faces qualifies only
+    when every one of its earlier face rows is present and every crop blob still exists (a crop
+    deleted from the blob store makes the image run again)."""
+    if prev_status is None or prev_faces is None or not len(prev_status):
+        return None
+    per_image = prev_faces.groupby("sha256")
+    n_rows = per_image.size()
+    crops_ok = per_image["crop_sha256"].agg(lambda c: all(isinstance(x, str) and has_blob(x) for x in c))
+    def ok(row) -> bool:
+        if row.status != "faces_found":
+            return row.status == "no_face"      # errors are retried on every run
+        sha = row.sha256
+        return sha in n_rows.index and int(n_rows[sha]) == int(row.n_faces) and bool(crops_ok[sha])
+    keep = [ok(r) for r in prev_status.itertuples(index=False)]
+    return prev_status.loc[keep].reset_index(drop=True)
+
+
+def merge_reused(res: FaceResults, prev_status: pd.DataFrame | None,
+                 prev_faces: pd.DataFrame | None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(status, faces) of a run: its new rows plus the earlier rows of the images it reused."""
+    if not res.reused or prev_status is None or prev_faces is None:
+        return res.status, res.faces
+    reused = set(res.reused)
+    old_status = prev_status[prev_status["sha256"].isin(reused)]
+    old_faces = prev_faces[prev_faces["sha256"].isin(reused)]
+    status = pd.concat([f for f in (res.status, old_status) if len(f)] or [res.status], ignore_index=True)
+    found = pd.concat([f for f in (res.faces, old_faces) if len(f)] or [res.faces], ignore_index=True)
+    return (status.sort_values("sha256", kind="stable").reset_index(drop=True),
+            found.sort_values(["sha256", "face_index"], kind="stable").reset_index(drop=True))

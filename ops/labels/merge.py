@@ -28,7 +28,8 @@ Output columns of :func:`merge_annotations` (CONTRACT ``merged_annotations``)::
                        taxonomy has no wheel or there is no emotion vote; 0 for a single label)
       P_all_agree      all votes for one label
     valence_/arousal_/ambiguity_ mean, median, std (sample), range (max - min), n  (kept annotations)
-    age_<group>        share of kept annotations ticking the age group; age_groups_majority: the
+    age_<group>        share of kept annotations ticking the age group (among those that record age
+                       groups; NULL when none does); age_groups_majority: the
                        groups ticked by more than half of them
     merge_policy       the policy and its parameters
     + image_path, query, query_emotion and item-level columns (e.g. split) carried from annotations
@@ -321,9 +322,12 @@ def _age_shares(out: pd.DataFrame, kept: pd.DataFrame, kimg: pd.Series, all_imag
 
     if "age_groups" not in kept.columns:
         return
-    ex = pd.DataFrame({"image_id": kimg.to_numpy(), "g": kept["age_groups"].to_numpy()}).explode("g").dropna(subset=["g"])
+    has = kept["age_groups"].map(lambda x: isinstance(x, (list, tuple, np.ndarray))).to_numpy(dtype=bool)
+    ex = pd.DataFrame({"image_id": kimg.to_numpy()[has], "g": kept["age_groups"].to_numpy()[has]}).explode("g").dropna(subset=["g"])
     groups = list(FINDINGEMO_AGE_GROUPS) + sorted(set(ex["g"]) - set(FINDINGEMO_AGE_GROUPS))
-    n = kimg.value_counts().reindex(all_images, fill_value=0)
+    # the share among kept annotations that record age groups: NULL for an image none of whose
+    # annotations has the field (a vote-count source), 0 when they all leave the group unticked
+    n = kimg[has].value_counts().reindex(all_images, fill_value=0)
     ticks = pd.DataFrame(_count_matrix(ex["image_id"], ex["g"], all_images, groups), index=all_images, columns=groups)
     denom = n.where(n > 0)
     maj = [[] for _ in range(len(all_images))]
