@@ -123,6 +123,14 @@ class AssetIO:
         self.written.append(w)
         return w
 
+    def register_views(self, views: Mapping[str, str]) -> None:
+        """Add ``views`` to the catalog (rebuilt with the tables written so far); a view that does not
+        bind is an error naming it."""
+        desc = self.wh.register_views(dict(views))
+        broken = {n: e for n, e in desc.get("skipped_views", {}).items() if n in views}
+        if broken:
+            raise RuntimeError(f"views that do not bind: {broken}")
+
     def sql_command(self, name: str) -> str:
         return f'emoforge sql --data-dir {self.wh.root} "select * from {name} limit 10"'
 

@@ -15,6 +15,7 @@ from assets.dedup import image_hashes, unique_images
 from assets.faces import faces, soft_labels
 from assets.models import emo8_predictions, image_features, keep_predictions
 from assets.resources import EmoforgeResource
+from assets.training import affectnet_baselines, cage_baselines, dataset_splits, deep_affect_baselines, findingemo_baselines
 from ops import quality
 from ops.acquisition import statuses as S
 from ops.acquisition.candidates import PENDING
@@ -214,3 +215,41 @@ def soft_labels_valid(context: AssetCheckExecutionContext, emoforge: EmoforgeRes
     df = emoforge.warehouse.read_table("soft_labels")
     df["difficulty_matches"] = df["difficulty"].isna() == df["hard_label"].isna()
     return _result(quality.validate(df, "soft_labels", quality.soft_labels_suite(list(EMOTION_COLUMNS))))
+
+
+@asset_check(asset=dataset_splits, blocking=True,
+             description="GX: one row per (scheme, item) with a split, and no leakage: no near-duplicate family and "
+                         "no image (with its faces) in more than one split of a scheme.")
+def dataset_splits_no_leakage(context: AssetCheckExecutionContext, emoforge: EmoforgeResource) -> AssetCheckResult:
+    from ops.training.splits import leaks
+
+    df = emoforge.warehouse.read_table("dataset_splits")
+    bad = leaks(df)
+    groups = {(s, g) for s, g in zip(bad["scheme"], bad["group_id"])}
+    df["leaks"] = [(s, g) in groups or (s, f"image:{h}") in groups
+                   for s, g, h in zip(df["scheme"], df["group_id"], df["sha256"])]
+    res = _result(quality.validate(df, "dataset_splits", quality.dataset_splits_suite()))
+    if len(bad):
+        res.metadata["leaking_groups"] = MetadataValue.json(bad.head(20).astype(str).to_dict("records"))
+    return res
+
+
+def _runs_check(asset_def, family: str):
+    @asset_check(asset=asset_def, name=f"{family}_runs_valid", blocking=True,
+                 description=f"GX: the {family} partition of training_runs has unique run ids; every run is ok "
+                             "(model version, epochs, metrics rows) or failed with a reason.")
+    def _check(context: AssetCheckExecutionContext, emoforge: EmoforgeResource) -> AssetCheckResult:
+        wh = emoforge.warehouse
+        runs = wh.read_table("training_runs", partition=family)
+        measured = set(wh.read_table("run_metrics", partition=family, columns=["run_id"])["run_id"])
+        ok = runs["status"] == "ok"
+        runs["complete"] = ((ok & runs["model_version"].notna() & runs["epochs"].notna() & runs["run_id"].isin(measured))
+                            | (~ok & runs["reason"].notna()))
+        return _result(quality.validate(runs, f"training_runs_{family}", quality.training_runs_suite()))
+    return _check
+
+
+findingemo_runs_valid = _runs_check(findingemo_baselines, "findingemo")
+affectnet_runs_valid = _runs_check(affectnet_baselines, "affectnet_plus")
+deep_affect_runs_valid = _runs_check(deep_affect_baselines, "deep_affect")
+cage_runs_valid = _runs_check(cage_baselines, "cage")

@@ -110,14 +110,14 @@ def face_metadata(context: AssetExecutionContext, emoforge: EmoforgeResource):
     if not cfg.metadata or fc.empty:
         out = pd.DataFrame(columns=list(face_meta.METADATA_COLUMNS))
         written = io.write("face_metadata", out, schema=face_meta.METADATA_SCHEMA)
-        _register(io, tables.metadata_views(io.wh.query("select * from merged_annotations limit 0").columns))
+        io.register_views(tables.metadata_views(io.wh.query("select * from merged_annotations limit 0").columns))
         return io.result(written, note="faces.metadata is off" if not cfg.metadata else "no faces")
     rows = fc.to_dict("records")
     out = face_meta.face_metadata(((r["face_id"], io.wh.blobs.path(r["crop_sha256"]), r) for r in rows),
                                   ethnicity_weights=cfg.ethnicity_weights)
     out = out.merge(fc[["face_id", "sha256", "mode"]], on="face_id", how="left")
     written = io.write("face_metadata", out, schema=face_meta.METADATA_SCHEMA)
-    _register(io, tables.metadata_views(io.wh.query("select * from merged_annotations limit 0").columns))
+    io.register_views(tables.metadata_views(io.wh.query("select * from merged_annotations limit 0").columns))
     found = {c: int(out[c].notna().sum()) for c in ("yaw", "age", "gender", "ethnicity")}
     reasons = {c: out.loc[out[c].isna(), f"{c.split('_')[0]}_reason" if c != "yaw" else "pose_reason"]
                .dropna().value_counts().head(3).to_dict() for c in ("yaw", "age", "gender", "ethnicity")}
@@ -318,7 +318,7 @@ def soft_labels(context: AssetExecutionContext, emoforge: EmoforgeResource):
     ebc_v, au_v = io.wh.current_model("ebc"), io.wh.current_model("au")
     if ebc_v is None or au_v is None:
         written = io.write("soft_labels", tables.SOFT_LABELS_SCHEMA.empty_table())
-        _register(io, tables.soft_label_views())
+        io.register_views(tables.soft_label_views())
         return io.result(written, items_in=len(fc), items_out=0, dropped={"no_soft_label_models": len(fc)},
                          reason="no soft-label models (see soft_label_models)")
     ebc_m = soft.EBCModel.from_bytes(io.wh.models.get(ebc_v)[0])
@@ -341,7 +341,7 @@ def soft_labels(context: AssetExecutionContext, emoforge: EmoforgeResource):
     sl = sl.merge(g[["face_id", "sha256", "crop_sha256", "mode", "split"]], on="face_id", how="left")
     sl["ebc_model_version"], sl["au_model_version"] = ebc_v, au_v
     written = io.write("soft_labels", sl, schema=tables.SOFT_LABELS_SCHEMA)
-    _register(io, tables.soft_label_views())
+    io.register_views(tables.soft_label_views())
     subsets = sl["difficulty"].value_counts().to_dict()
     md = {"subsets": MetadataValue.json({str(k): int(v) for k, v in subsets.items()}),
           "soft_label_distribution": png_md(_distribution_png(sl), "soft labels per hard label")}
@@ -353,15 +353,6 @@ def soft_labels(context: AssetExecutionContext, emoforge: EmoforgeResource):
         md["confusion_matrix"] = png_md(plots.confusion_png(cm, list(affectnet_plus.EMOTIONS), "hard label vs soft top-1"),
                                         "hard label vs soft-label top-1")
     return io.result(written, items_in=len(fc), items_out=len(sl), dropped={"no_features": int((~found).sum())}, **md)
-
-
-def _register(io, views: dict[str, str]) -> None:
-    """Add ``views`` to the catalog (rebuilt with the tables written so far); a view that does not bind
-    is an error."""
-    desc = io.wh.register_views(views)
-    broken = {n: e for n, e in desc.get("skipped_views", {}).items() if n in views}
-    if broken:
-        raise RuntimeError(f"views that do not bind: {broken}")
 
 
 def _confusion(sl: pd.DataFrame):

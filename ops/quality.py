@@ -249,3 +249,31 @@ def soft_labels_suite(emotion_columns: list[str]) -> list[Any]:
         out.append(E.ExpectColumnValuesToNotBeNull(column=c))
         out.append(E.ExpectColumnValuesToBeBetween(column=c, min_value=0.0, max_value=1.0))
     return out
+
+
+def dataset_splits_suite() -> list[Any]:
+    """``dataset_splits`` (CONTRACT): one row per (scheme, item), a split name, and no leakage: the
+    caller's column ``leaks`` is True where an item's near-duplicate family (or image) spans splits."""
+    import great_expectations as gx
+
+    E = gx.expectations
+    return [
+        E.ExpectCompoundColumnsToBeUnique(column_list=["scheme", "item_id"]),
+        E.ExpectColumnValuesToNotBeNull(column="split"),
+        E.ExpectColumnValuesToNotBeNull(column="group_id"),
+        E.ExpectColumnValuesToBeInSet(column="item_kind", value_set=["image", "face"]),
+        E.ExpectColumnValuesToBeInSet(column="leaks", value_set=[False]),
+    ]
+
+
+def training_runs_suite() -> list[Any]:
+    """``training_runs`` (CONTRACT): unique run ids; a run is ok (with a model version and epochs)
+    or failed (with a reason): the caller's column ``complete`` says so per row."""
+    import great_expectations as gx
+
+    E = gx.expectations
+    return [
+        E.ExpectColumnValuesToBeUnique(column="run_id"),
+        E.ExpectColumnValuesToBeInSet(column="status", value_set=["ok", "failed"]),
+        E.ExpectColumnValuesToBeInSet(column="complete", value_set=[True]),
+    ]

@@ -25,11 +25,11 @@ from dagster import (
     sensor,
 )
 
-from assets import acquisition, annotations, checks, dedup, demo, faces, models
+from assets import acquisition, annotations, checks, dedup, demo, faces, models, training
 from assets.acquisition import scrape_batches
 from assets.resources import DemoWebResource, EmoforgeResource
 
-ASSET_MODULES = [demo, acquisition, dedup, annotations, models, faces]
+ASSET_MODULES = [demo, acquisition, dedup, annotations, models, faces, training]
 ASSETS = load_assets_from_modules(ASSET_MODULES)
 CHECKS = load_asset_checks_from_modules([checks, *ASSET_MODULES])
 
@@ -75,7 +75,14 @@ faces_job = define_asset_job(
                 "classifiers and the AU-based classifier, soft labels and the Easy/Challenging/Difficult subsets.",
 )
 
-JOBS = [demo_job, scrape_batch_job, dedup_job, annotations_job, models_job, faces_job]
+training_job = define_asset_job(
+    "training_job",
+    selection=AssetSelection.groups("training"),
+    description="Leak-free dataset splits and the seed papers' baselines (FindingEmo, AffectNet+ Hard/Soft-FER, "
+                "Deep Affect, CAGE) on cached features, their metrics and curves, and predictions of a registered model.",
+)
+
+JOBS = [demo_job, scrape_batch_job, dedup_job, annotations_job, models_job, faces_job, training_job]
 JOB_ORDER = [j.name for j in JOBS]   # the CLI runs the global stages job by job, in this order when free
 
 
@@ -92,6 +99,8 @@ def job_of(asset_key, graph) -> str:
         return "models_job"
     if node.group_name in ("faces", "labels"):
         return "faces_job"
+    if node.group_name == "training":
+        return "training_job"
     return "dedup_job"
 
 

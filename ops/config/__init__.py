@@ -6,6 +6,7 @@
     annotations.py  sources, grading, merge policy, queue
     models.py       backbones and features, the keep/reject and Emo8 predictors
     faces.py        faces and their metadata, AffectNet+ soft labels
+    training.py     dataset splits and the seed papers' baselines
     schema.py       the whole file (EmoforgeConfig) and its loader
 
 The configuration objects stay here: ops packages take plain parameters, and the ``to_*`` helpers of
@@ -23,4 +24,8 @@ from ops.config.base import ConfigError  # noqa: F401
 from ops.config.dedup import DedupConfig  # noqa: F401
 from ops.config.faces import FacesConfig, SoftLabelsConfig  # noqa: F401
 from ops.config.models import BackboneConfig, HeadConfig, ModelsConfig  # noqa: F401
+from ops.config.training import (  # noqa: F401
+    AffectNetBaselinesConfig, CageConfig, DeepAffectConfig, FindingEmoBaselinesConfig, PredictionsConfig,
+    SplitsConfig, TrainingConfig,
+)
 from ops.config.schema import EmoforgeConfig, config_to_yaml, load_config, parse_config  # noqa: F401

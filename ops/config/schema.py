@@ -20,6 +20,7 @@ from ops.config.base import ConfigError, _Strict
 from ops.config.dedup import DedupConfig
 from ops.config.faces import FacesConfig, SoftLabelsConfig
 from ops.config.models import ModelsConfig
+from ops.config.training import TrainingConfig
 
 
 class EmoforgeConfig(_Strict):
@@ -30,6 +31,7 @@ class EmoforgeConfig(_Strict):
     models: ModelsConfig = ModelsConfig()
     faces: FacesConfig = FacesConfig()
     soft_labels: SoftLabelsConfig = SoftLabelsConfig()
+    training: TrainingConfig = TrainingConfig()
 
     @model_validator(mode="after")
     def _soft_label_backbones(self) -> "EmoforgeConfig":
@@ -42,6 +44,16 @@ class EmoforgeConfig(_Strict):
             if unknown:
                 raise ValueError(f"soft_labels.{key} names {unknown}, not a face feature extractor: "
                                  f"models.backbones ids or mediapipe_blendshapes (with faces.blendshapes): {names}")
+        t, image_ids = self.training, [b.key for b in self.models.backbones]
+        checks = [("findingemo.extractors", t.findingemo.extractors, image_ids),
+                  ("cage.extractors", t.cage.extractors, image_ids),
+                  ("affectnet.extractors", t.affectnet.extractors, names)]
+        checks += [(f"deep_affect.feature_sets.{k}", v, image_ids + [f"faces:{n}" for n in names])
+                   for k, v in (t.deep_affect.feature_sets or {}).items()]
+        for key, ids, allowed in checks:
+            unknown = [i for i in ids or [] if i not in allowed]
+            if unknown:
+                raise ValueError(f"training.{key} names {unknown}; known: {allowed}")
         return self
 
     @field_validator("data_dir")

@@ -64,6 +64,15 @@ def demo_settings() -> dict[str, Any]:
         # faces hold fewer full-agreement faces than AffectNet's test-MAS (100 per emotion): 25 each.
         "soft_labels": {"ebc_backbones": ["face_cnn", "mediapipe_blendshapes"], "au_backbone": "mediapipe_blendshapes",
                         "test_mas_per_class": 25},
+        # baselines: FindingEmo's full grid (3 tasks x 2 losses x 4 lrs) on the scene backbone with 2 runs
+        # each; Deep Affect's ablation scene vs scene + pooled face blendshapes; CAGE on the scene backbone
+        "training": {
+            "findingemo": {"extractors": ["scene_cnn"], "runs": 2},
+            "affectnet": {"extractors": ["face_cnn", "mediapipe_blendshapes"]},
+            "deep_affect": {"architectures": ["shared"], "feature_sets": {"scene": ["scene_cnn"],
+                                             "scene+faces": ["scene_cnn", "faces:mediapipe_blendshapes"]}},
+            "cage": {"extractors": ["scene_cnn"]},
+        },
     }
 
 

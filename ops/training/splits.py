@@ -1,0 +1,212 @@
+"""Dataset splits a downstream user can trust (issue "Training and evaluation"; FindingEmo §3,
+Deep Affect §2.3, AffectNet / FER+ source splits), and the leakage test they must pass.
+
+Schemes (one row per item and scheme; items are image sha256s, plus the faces of those images):
+
+    findingemo_80_20   FindingEmo §3: "a random 80/20 train/test split, stratified per Emo8 label";
+                       over annotated, kept images with an Emo8 label.
+    kfold<k>           Deep Affect §2.3: k-fold cross-validation (k = 5), folds ``fold0`` … stratified
+                       by Emo8 where the label exists.
+    source             the annotation source's own split column (AffectNet train/validation, FER+
+                       Training/PublicTest/PrivateTest), copied as given.
+    affectnet_mas      AffectNet+ §3.1 train-MAS / test-MAS (``mas_split``), for faces.
+
+Leakage: none of the seed papers guard against it, emoforge does. Every near-duplicate family (the
+``group_id`` of ``duplicate_groups``) lies in one split of a scheme: the random schemes split whole
+groups (scikit-learn's ``StratifiedGroupKFold``: stratified per label over groups), and a face
+always takes its image's split. ``leaks`` lists what breaks this (the source splits are copied as
+the source gives them, so a source that puts near-duplicates on both sides shows up there: the
+check reports it rather than silently moving images).
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+from sklearn.model_selection import StratifiedGroupKFold
+
+S = pa.string()
+SPLITS_SCHEMA = pa.schema([("scheme", S), ("item_id", S), ("item_kind", S), ("split", S), ("sha256", S),
+                           ("group_id", S), ("label", S), ("seed", pa.int64()), ("source_split", S)])
+FINDINGEMO_SCHEME = "findingemo_80_20"
+
+
+def _folds(labels: np.ndarray, groups: np.ndarray, k: int, seed: int) -> np.ndarray:
+    """Fold index per item: k group-disjoint folds, stratified by label (None = its own stratum)."""
+    y = np.array(["\x00none" if lab is None or (isinstance(lab, float) and np.isnan(lab)) else str(lab)
+                  for lab in labels], dtype=object)
+    n_groups = len(pd.unique(groups))
+    if n_groups < k:
+        raise ValueError(f"{k} folds need at least {k} near-duplicate groups, got {n_groups}")
+    out = np.full(len(y), -1, dtype=np.int64)
+    with warnings.catch_warnings():
+        # a class with fewer members than folds is legal here (it lands in fewer folds)
+        warnings.filterwarnings("ignore", message="The least populated class")
+        cv = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed)
+        for f, (_, test) in enumerate(cv.split(np.zeros(len(y)), y, groups)):
+            out[test] = f
+    return out
+
+
+def random_split(items: pd.DataFrame, test_fraction: float = 0.2, seed: int = 0,
+                 scheme: str = FINDINGEMO_SCHEME) -> pd.DataFrame:
+    """FindingEmo §3: train / test, stratified per label, whole near-duplicate groups per side.
+
+    ``items``: sha256, group_id, label. The test side is one of round(1 / test_fraction) stratified
+    group folds (so 0.2 → 5 folds, one is test: about 20 % of the items of every label)."""
+    if not 0 < test_fraction < 1:
+        raise ValueError(f"test_fraction must be in (0, 1), got {test_fraction}")
+    k = max(2, int(round(1 / test_fraction)))
+    fold = _folds(items["label"].to_numpy(dtype=object), items["group_id"].astype(str).to_numpy(), k, seed)
+    return _rows(items, np.where(fold == 0, "test", "train"), scheme, seed)
+
+
+def kfold_split(items: pd.DataFrame, k: int = 5, seed: int = 0) -> pd.DataFrame:
+    """Deep Affect §2.3: k-fold cross-validation folds ``fold0`` … ``fold<k-1>`` (group-disjoint,
+    stratified by label where there is one)."""
+    if k < 2:
+        raise ValueError(f"k must be >= 2, got {k}")
+    fold = _folds(items["label"].to_numpy(dtype=object), items["group_id"].astype(str).to_numpy(), k, seed)
+    return _rows(items, np.array([f"fold{f}" for f in fold], dtype=object), f"kfold{k}", seed)
+
+
+def source_split(items: pd.DataFrame, scheme: str = "source") -> pd.DataFrame:
+    """The source's own split column (``items.split``), as given; items without one are left out."""
+    has = items["split"].notna()
+    return _rows(items[has], items.loc[has, "split"].astype(str).to_numpy(), scheme, None)
+
+
+def _rows(items: pd.DataFrame, split: np.ndarray, scheme: str, seed: int | None) -> pd.DataFrame:
+    out = pd.DataFrame({"scheme": scheme, "item_id": items["sha256"].astype(str).to_numpy(), "item_kind": "image",
+                        "split": split, "sha256": items["sha256"].astype(str).to_numpy(),
+                        "group_id": items["group_id"].astype(str).to_numpy(),
+                        "label": [None if v is None or (isinstance(v, float) and np.isnan(v)) else str(v)
+                                  for v in items.get("label", pd.Series([None] * len(items))).tolist()],
+                        "seed": seed})
+    return out
+
+
+def with_faces(image_rows: pd.DataFrame, faces: pd.DataFrame) -> pd.DataFrame:
+    """Add one row per face of every split image, in its image's split (faces: face_id, sha256)."""
+    if image_rows.empty or faces.empty:
+        return image_rows
+    f = faces[["face_id", "sha256"]].astype(str).merge(image_rows, on="sha256", how="inner")
+    f = f.assign(item_id=f["face_id"], item_kind="face").drop(columns=["face_id"])
+    return pd.concat([image_rows, f[image_rows.columns]], ignore_index=True)
+
+
+def face_rows(faces_split: pd.DataFrame, groups: pd.Series, scheme: str) -> pd.DataFrame:
+    """Rows of a face-level scheme (faces_split: face_id, sha256, split, label); group of the image."""
+    g = faces_split["sha256"].astype(str).map(groups).fillna(faces_split["sha256"].astype(str))
+    return pd.DataFrame({"scheme": scheme, "item_id": faces_split["face_id"].astype(str).to_numpy(), "item_kind": "face",
+                         "split": faces_split["split"].astype(str).to_numpy(),
+                         "sha256": faces_split["sha256"].astype(str).to_numpy(), "group_id": g.to_numpy(),
+                         "label": faces_split["label"].astype(object).where(faces_split["label"].notna(), None).to_numpy(),
+                         "seed": None})
+
+
+def leaks(splits: pd.DataFrame) -> pd.DataFrame:
+    """Near-duplicate families or images found in more than one split of a scheme: one row per
+    (scheme, group_id) with the splits it spans and how many items (empty = no leakage)."""
+    cols = ["scheme", "group_id", "splits", "n_items"]
+    if splits.empty:
+        return pd.DataFrame(columns=cols)
+    by_group = splits.groupby(["scheme", "group_id"])["split"].agg(lambda s: sorted(set(s)))
+    by_image = splits.groupby(["scheme", "sha256"])["split"].agg(lambda s: sorted(set(s)))
+    bad = [(sc, g, ",".join(v), int(((splits["scheme"] == sc) & (splits["group_id"] == g)).sum()))
+           for (sc, g), v in by_group.items() if len(v) > 1]
+    bad += [(sc, f"image:{sh}", ",".join(v), int(((splits["scheme"] == sc) & (splits["sha256"] == sh)).sum()))
+            for (sc, sh), v in by_image.items() if len(v) > 1]
+    return pd.DataFrame(bad, columns=cols)
+
+
+def to_table(rows: list[pd.DataFrame]) -> pd.DataFrame:
+    """All schemes in one frame with SPLITS_SCHEMA's columns (sorted: deterministic files)."""
+    frames = [r for r in rows if len(r)]
+    if not frames:
+        return pd.DataFrame({f.name: pd.Series(dtype=object) for f in SPLITS_SCHEMA})
+    out = pd.concat(frames, ignore_index=True)
+    for c in SPLITS_SCHEMA.names:
+        if c not in out.columns:
+            out[c] = None
+    out = out[SPLITS_SCHEMA.names]
+    out["seed"] = out["seed"].astype("Int64")
+    return out.sort_values(["scheme", "item_kind", "item_id"], kind="stable").reset_index(drop=True)
+
+
+# ---- all schemes of a build ----------------------------------------------------------------------
+
+def annotated_images(merged: pd.DataFrame, groups: pd.Series) -> pd.DataFrame:
+    """One row per acquired image annotated in a Plutchik taxonomy and kept by its annotators'
+    majority (FindingEmo trains on kept images): sha256, group_id, emotion8 (NULL when the merge
+    decided none), valence, arousal (merged means)."""
+    cols = ["sha256", "group_id", "emotion8", "valence", "arousal"]
+    need = {"sha256", "emotion8", "keep_majority"}
+    if not need <= set(merged.columns):
+        return pd.DataFrame(columns=cols)
+    m = merged[merged["sha256"].notna() & (merged["keep_majority"] == "keep")]
+    m = m[m["emotion8"].notna() | m.get("valence_mean", pd.Series(index=m.index, dtype=float)).notna()]
+    m = m.sort_values([c for c in ("sha256", "taxonomy", "image_id") if c in m.columns]).drop_duplicates("sha256")
+    out = pd.DataFrame({"sha256": m["sha256"].astype(str).to_numpy(),
+                        "emotion8": m["emotion8"].astype(object).where(m["emotion8"].notna(), None).to_numpy(),
+                        "valence": pd.to_numeric(m.get("valence_mean"), errors="coerce").to_numpy(float)
+                        if "valence_mean" in m else np.nan,
+                        "arousal": pd.to_numeric(m.get("arousal_mean"), errors="coerce").to_numpy(float)
+                        if "arousal_mean" in m else np.nan})
+    out["group_id"] = out["sha256"].map(groups).fillna(out["sha256"])
+    return out[cols].reset_index(drop=True)
+
+
+def _source_items(merged: pd.DataFrame, groups: pd.Series) -> pd.DataFrame:
+    if "split" not in merged.columns or "sha256" not in merged.columns:
+        return pd.DataFrame(columns=["sha256", "group_id", "label", "split"])
+    m = merged[merged["sha256"].notna() & merged["split"].notna()]
+    m = m.sort_values([c for c in ("sha256", "taxonomy", "image_id") if c in m.columns]).drop_duplicates("sha256")
+    label = m["emotion"] if "emotion" in m.columns else pd.Series(None, index=m.index)
+    if "emotion8" in m.columns:
+        label = label.where(label.notna(), m["emotion8"])
+    out = pd.DataFrame({"sha256": m["sha256"].astype(str).to_numpy(), "label": label.to_numpy(dtype=object),
+                        "split": m["split"].astype(str).to_numpy()})
+    out["group_id"] = out["sha256"].map(groups).fillna(out["sha256"])
+    return out
+
+
+def resolve_source_leaks(items: pd.DataFrame) -> pd.DataFrame:
+    """A near-duplicate family the source put in several splits goes whole to the split holding most
+    of its members (ties: the first split name in order); ``source_split`` keeps what the source
+    said. The seed datasets do not do this; without it a validation face can have its twin in train."""
+    items = items.assign(source_split=items["split"])
+    spans = items.groupby("group_id")["split"].nunique()
+    for g in spans[spans > 1].index:
+        m = items["group_id"] == g
+        counts = items.loc[m, "split"].value_counts()
+        best = sorted(counts[counts == counts.max()].index)[0]
+        items.loc[m, "split"] = best
+    return items
+
+
+def build_splits(merged: pd.DataFrame, groups: pd.Series, faces: pd.DataFrame, mas: pd.DataFrame | None, *,
+                 test_fraction: float = 0.2, k: int = 5, seed: int = 0) -> pd.DataFrame:
+    """Every scheme of a build (module docstring): ``groups`` maps sha256 → near-duplicate group id;
+    ``faces`` (face_id, sha256); ``mas`` (face_id, sha256, split, hard_label) or None."""
+    parts = []
+    images = annotated_images(merged, groups)
+    fe = images[images["emotion8"].notna()].rename(columns={"emotion8": "label"})
+    if fe["group_id"].nunique() >= max(2, int(round(1 / test_fraction))):
+        parts.append(with_faces(random_split(fe, test_fraction, seed), faces))
+    va = images[images["valence"].notna() & images["arousal"].notna()].rename(columns={"emotion8": "label"})
+    if va["group_id"].nunique() >= k:
+        parts.append(with_faces(kfold_split(va, k, seed), faces))
+    src = _source_items(merged, groups)
+    if len(src):
+        src = resolve_source_leaks(src)
+        rows = source_split(src)
+        rows["source_split"] = src["source_split"].to_numpy()
+        parts.append(with_faces(rows, faces))
+    if mas is not None and len(mas):   # faces outside train-/test-MAS are in neither split of the scheme
+        mas = mas[mas["split"].notna()]
+        parts.append(face_rows(mas.rename(columns={"hard_label": "label"}), groups, "affectnet_mas"))
+    return to_table(parts)
