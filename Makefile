@@ -60,6 +60,12 @@ bench: $(STAMP)
 	$(BIN)/python bench/bench_neardup.py
 	$(BIN)/python bench/bench_download.py
 	$(BIN)/python bench/bench_annotations.py
+	$(BIN)/python bench/bench_batch_cost.py
+	$(BIN)/python bench/bench_features.py
+	$(BIN)/python bench/bench_faces.py
+	$(BIN)/python bench/bench_face_pipeline.py
+	$(BIN)/python bench/bench_soft_labels.py
+	$(BIN)/python bench/bench_training.py
 
 clean-demo:
 	rm -rf $(DATA)

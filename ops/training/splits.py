@@ -11,6 +11,11 @@ Schemes (one row per item and scheme; items are image sha256s, plus the faces of
                        Training/PublicTest/PrivateTest), copied as given.
     affectnet_mas      AffectNet+ §3.1 train-MAS / test-MAS (``mas_split``), for faces.
 
+Determinism: a scheme is a function of the items and the seed. scikit-learn's StratifiedGroupKFold
+places groups greedily, most unevenly labelled first; the seed only reorders groups with equally
+uneven label counts, so a near-duplicate family with a label mix of its own tends to land on the same
+side for every seed (tests/test_splits.py records this). It never straddles.
+
 Leakage: none of the seed papers guard against it, emoforge does. Every near-duplicate family (the
 ``group_id`` of ``duplicate_groups``) lies in one split of a scheme: the random schemes split whole
 groups (scikit-learn's ``StratifiedGroupKFold``: stratified per label over groups), and a face
@@ -42,6 +47,10 @@ def _folds(labels: np.ndarray, groups: np.ndarray, k: int, seed: int) -> np.ndar
     if n_groups < k:
         raise ValueError(f"{k} folds need at least {k} near-duplicate groups, got {n_groups}")
     out = np.full(len(y), -1, dtype=np.int64)
+    if pd.Series(y).value_counts().max() < k:
+        # scikit-learn refuses when every label has fewer members than folds: then no stratification
+        # is possible anyway, and the folds are drawn over groups alone
+        y = np.zeros(len(y), dtype=np.int64)
     with warnings.catch_warnings():
         # a class with fewer members than folds is legal here (it lands in fewer folds)
         warnings.filterwarnings("ignore", message="The least populated class")
