@@ -123,6 +123,16 @@ class AssetIO:
         self.written.append(w)
         return w
 
+    def picture(self, key: str, draw: Any, title: str) -> dict:
+        """``{key: png}`` metadata from ``draw(blob_path, thumb_path)`` (an ops.pictures sheet), or
+        nothing when there is nothing to draw; a failed drawing is logged, never fatal."""
+        try:
+            png = draw(self.wh.blobs.path, self.wh.thumbnail_path)
+        except Exception as e:  # noqa: BLE001 - a picture must not fail the asset that computed the data
+            self.context.log.warning(f"{key}: could not draw ({type(e).__name__}: {e})")
+            return {}
+        return {key: png_md(png, title)} if png else {}
+
     def register_views(self, views: Mapping[str, str]) -> None:
         """Add ``views`` to the catalog (rebuilt with the tables written so far); a view that does not
         bind is an error naming it."""

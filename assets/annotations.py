@@ -5,6 +5,7 @@ raw_annotations → annotator_scores → merged_annotations → annotation_stats
 """
 
 
+import pandas as pd
 from dagster import AssetExecutionContext, AssetKey, MetadataValue, asset
 
 from assets._io import AssetIO, code_version, md_table, png_md
@@ -13,6 +14,7 @@ from assets.acquisition import downloaded_images
 from assets.dedup import unique_images
 from assets.demo import demo_world
 from assets.resources import EmoforgeResource
+from ops import pictures
 from ops.annotations import grading, linking, parsing, plots, queue, readers, schema, sources
 from ops.annotations import statistics as stats
 from ops.annotations.grading import durations_from_timestamps, grade_annotators, score_duration_correlation
@@ -201,4 +203,15 @@ def annotation_queue(context: AssetExecutionContext, emoforge: EmoforgeResource)
         selection=MetadataValue.json(breakdown(batch["selection"]) if len(batch) else {}),
         csv=MetadataValue.path(str(csv_path)), json=MetadataValue.path(str(json_path)),
         examples=md_table(batch),
+        **io.picture("next_batch", lambda b, t: pictures.queue_sheet(_with_sha(io, batch), b, t),
+                     "the next images to annotate"),
     )
+
+
+def _with_sha(io, batch: pd.DataFrame) -> pd.DataFrame:
+    """The queue with the sha256 of each image (new images are keyed by it; overlap images through
+    their annotations' link to an acquired image)."""
+    link = io.read("merged_annotations", columns=["image_id", "sha256"]).dropna().drop_duplicates("image_id")
+    sha = batch["image_id"].map(link.set_index("image_id")["sha256"])
+    is_sha = batch["image_id"].astype(str).str.fullmatch(r"[0-9a-f]{64}")
+    return batch.assign(sha256=sha.where(sha.notna(), batch["image_id"].where(is_sha)))

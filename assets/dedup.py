@@ -9,6 +9,7 @@ from dagster import AssetExecutionContext, MetadataValue, asset
 from assets._io import AssetIO, code_version, md_table
 from assets.acquisition import downloaded_images, scrape_batches
 from assets.resources import EmoforgeResource
+from ops import pictures
 from ops.acquisition import schemas
 from ops.acquisition import statuses as S
 from ops.dedup import grouping, hash_index, hashing, phash
@@ -67,6 +68,8 @@ def duplicate_groups(context: AssetExecutionContext, emoforge: EmoforgeResource)
         new_pairs=MetadataValue.int(res.new_pairs), indexed_before=MetadataValue.int(res.indexed_before),
         groups_with_duplicates=MetadataValue.int(int(multi["group_id"].nunique())),
         examples=md_table(multi.sort_values("group_id")[["group_id", "sha256", "is_representative", "width"]]),
+        **io.picture("contact_sheet", lambda b, t: pictures.near_duplicate_sheet(groups, b, t),
+                     "near-duplicate groups (framed: the representative kept)"),
     )
 
 

@@ -20,6 +20,7 @@ from assets.annotations import merged_annotations
 from assets.dedup import duplicate_groups, unique_images
 from assets.models import backbones, kept_images
 from assets.resources import EmoforgeResource
+from ops import pictures
 from ops.faces import blendshapes as blend
 from ops.faces import crops as face_crops
 from ops.faces import metadata as face_meta
@@ -345,9 +346,8 @@ def soft_labels(context: AssetExecutionContext, emoforge: EmoforgeResource):
     subsets = sl["difficulty"].value_counts().to_dict()
     md = {"subsets": MetadataValue.json({str(k): int(v) for k, v in subsets.items()}),
           "soft_label_distribution": png_md(_distribution_png(sl), "soft labels per hard label")}
-    ex = _examples_md(io, sl)
-    if ex is not None:
-        md["examples_per_subset"] = ex
+    md.update(io.picture("faces_by_subset", lambda b, t: face_pictures(sl, b, t),
+                         "faces per subset with their soft labels"))
     cm = _confusion(sl)
     if cm is not None:
         md["confusion_matrix"] = png_md(plots.confusion_png(cm, list(affectnet_plus.EMOTIONS), "hard label vs soft top-1"),
@@ -387,25 +387,5 @@ def _distribution_png(sl: pd.DataFrame) -> bytes:
     return buf.getvalue()
 
 
-def _examples_md(io, sl: pd.DataFrame, per_subset: int = 3):
-    """A few faces per subset with their soft labels (thumbnails from the crop blobs)."""
-    from PIL import Image
-
-    parts = []
-    for subset in ("Easy", "Challenging", "Difficult"):
-        rows = sl[sl["difficulty"] == subset].head(per_subset)
-        for r in rows.itertuples(index=False):
-            try:
-                with Image.open(io.wh.blobs.path(r.crop_sha256)) as im:
-                    im.thumbnail((72, 72))
-                    buf = _io.BytesIO()
-                    im.convert("RGB").save(buf, "JPEG", quality=80)
-            except OSError:
-                continue
-            top = sorted(((getattr(r, c), c) for c in EMOTION_COLUMNS), reverse=True)[:3]
-            label = ", ".join(f"{c} {v:.2f}" for v, c in top)
-            parts.append(f"| {subset} | ![face](data:image/jpeg;base64,{base64.b64encode(buf.getvalue()).decode()}) | "
-                         f"{r.hard_label} | {label} |")
-    if not parts:
-        return None
-    return MetadataValue.md("| subset | face | hard label | soft label (top 3) |\n|---|---|---|---|\n" + "\n".join(parts))
+def face_pictures(sl: pd.DataFrame, blob_path, thumb_path):
+    return pictures.faces_by_subset_sheet(sl, list(EMOTION_COLUMNS), blob_path, thumb_path)

@@ -15,6 +15,7 @@ from assets._io import AssetIO, code_version, md_table, png_md
 from assets.annotations import merged_annotations
 from assets.dedup import unique_images
 from assets.resources import EmoforgeResource
+from ops import pictures
 from ops.features import extract
 from ops.training import backbone_training, classifier, labels, plots, predictors
 from ops.training.backbone_training import BackboneTrainingSpec, train_small_backbone
@@ -258,7 +259,9 @@ def kept_images(context: AssetExecutionContext, emoforge: EmoforgeResource):
     written = io.write("kept_images", df)
     drops = df.loc[~df["kept"], "status"].value_counts().to_dict()
     return io.result(written, items_in=len(df), items_out=int(df["kept"].sum()), dropped={k: int(v) for k, v in drops.items()},
-                     examples=md_table(df.loc[~df["kept"], ["sha256", "p_keep", "reason"]]))
+                     examples=md_table(df.loc[~df["kept"], ["sha256", "p_keep", "reason"]]),
+                     **io.picture("contact_sheet", lambda b, t: pictures.keep_reject_sheet(df, b, t),
+                                  "kept vs rejected images with p_keep"))
 
 
 # ---- Emo8 (FindingEmo §2.3.2) ----------------------------------------------------------------------------

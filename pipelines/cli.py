@@ -493,6 +493,12 @@ def _finish(ok: bool, wh, rows: list[dict], problems: list[str], t0: float) -> i
 
 # ---- entry point ---------------------------------------------------------------------------------
 
+def _release_cli():
+    from pipelines import release_cli
+
+    return release_cli
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="emoforge", description="Build emotion-recognition image datasets.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -511,6 +517,18 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--format", choices=["table", "csv", "json"], default="table")
     s.add_argument("query", help="the SQL to run")
     s.set_defaults(func=cmd_sql)
+    r = sub.add_parser("release", help="freeze the warehouse into a versioned release (and export it)")
+    r.add_argument("--data-dir", help="data directory (default: $EMOFORGE_HOME, the config's data_dir, ./data)")
+    r.add_argument("--config", help="the YAML configuration the data was built with (recorded in the release)")
+    r.add_argument("--demo", action="store_true", help="the data was built with --demo")
+    r.add_argument("--name", required=True, help="release name, e.g. findingemo-rebuild")
+    r.add_argument("--version", required=True, help="release version, e.g. 1.0.0 (a release never changes)")
+    r.add_argument("--format", action="append", choices=["hf", "webdataset"],
+                   help="also export as a Hugging Face dataset and/or WebDataset shards (repeatable)")
+    r.set_defaults(func=lambda a: _release_cli().cmd_release(a))
+    v = sub.add_parser("verify-release", help="check a release folder against its manifest")
+    v.add_argument("path", help="the release folder (…/releases/<name>/<version>)")
+    v.set_defaults(func=lambda a: _release_cli().cmd_verify_release(a))
     return p
 
 

@@ -25,11 +25,11 @@ from dagster import (
     sensor,
 )
 
-from assets import acquisition, annotations, checks, dedup, demo, faces, models, training
+from assets import acquisition, annotations, checks, dedup, demo, faces, models, release, training
 from assets.acquisition import scrape_batches
 from assets.resources import DemoWebResource, EmoforgeResource
 
-ASSET_MODULES = [demo, acquisition, dedup, annotations, models, faces, training]
+ASSET_MODULES = [demo, acquisition, dedup, annotations, models, faces, training, release]
 ASSETS = load_assets_from_modules(ASSET_MODULES)
 CHECKS = load_asset_checks_from_modules([checks, *ASSET_MODULES])
 
@@ -82,7 +82,13 @@ training_job = define_asset_job(
                 "Deep Affect, CAGE) on cached features, their metrics and curves, and predictions of a registered model.",
 )
 
-JOBS = [demo_job, scrape_batch_job, dedup_job, annotations_job, models_job, faces_job, training_job]
+release_job = define_asset_job(
+    "release_job",
+    selection=AssetSelection.groups("release"),
+    description="Freeze the built dataset into an immutable, versioned release with a manifest and a datasheet.",
+)
+
+JOBS = [demo_job, scrape_batch_job, dedup_job, annotations_job, models_job, faces_job, training_job, release_job]
 JOB_ORDER = [j.name for j in JOBS]   # the CLI runs the global stages job by job, in this order when free
 
 
@@ -101,6 +107,8 @@ def job_of(asset_key, graph) -> str:
         return "faces_job"
     if node.group_name == "training":
         return "training_job"
+    if node.group_name == "release":
+        return "release_job"
     return "dedup_job"
 
 

@@ -298,6 +298,41 @@ class Warehouse:
                 out[sha] = (phash, err)
         return out
 
+    def release_path(self, name: str, version: str) -> Path:
+        """``releases/<name>/<version>/``: an immutable, versioned copy of the dataset (ops.release)."""
+        _check_key(name)
+        _check_key(version)
+        return self.root / "releases" / name / version
+
+    def thumbnail_path(self, sha256: str, size: int) -> Path:
+        """``state/thumbs/<size>/<ab>/<sha256>.png``: a cached thumbnail of a blob (ops.pictures)."""
+        _check_key(sha256)
+        return self.state_dir / "thumbs" / str(int(size)) / sha256[:2] / f"{sha256}.png"
+
+    def release_export_path(self, name: str, version: str, fmt: str) -> Path:
+        """``exports/releases/<name>/<version>/<format>/``: exports of a release (outside it: the
+        release folder itself never changes after it is written)."""
+        _check_key(name)
+        _check_key(version)
+        _check_key(fmt)
+        return self.exports_dir / "releases" / name / version / fmt
+
+    def releases(self, name: str) -> list[str]:
+        """The versions of release ``name`` that were written (complete: with a manifest)."""
+        d = self.root / "releases" / name
+        return sorted(p.name for p in d.iterdir() if (p / "manifest.json").exists()) if d.is_dir() else []
+
+    def read_arrow(self, name: str) -> pa.Table:
+        """A whole table (every partition) as one Arrow table under its unified schema."""
+        if self.table_path(name).exists():
+            return pq.read_table(self.table_path(name))
+        files = list(self._partition_files(name))
+        if not files:
+            raise FileNotFoundError(f"table {name!r} has not been materialized yet in {self.tables_dir}")
+        from warehouse.catalog import unified_schema
+
+        return ds.dataset([str(f) for f in files], schema=unified_schema(files), format="parquet").to_table()
+
     def export_path(self, name: str) -> Path:
         self.exports_dir.mkdir(parents=True, exist_ok=True)
         return self.exports_dir / name

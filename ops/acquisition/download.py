@@ -12,7 +12,7 @@ What it implements, and where:
   :func:`ops.acquisition.images.inspect_image`.
 * **Backups**: a candidate has a primary URL and backups (FindingEmo-Light lists several URLs per
   image); they are tried in order until one gives an ok image (:meth:`Downloader._process`).
-* **Politeness** (:class:`_HostGate`): at most ``per_host`` simultaneous requests per host, and a
+* **Politeness** (:class:`ops.acquisition.politeness._HostGate`): at most ``per_host`` simultaneous requests per host, and a
   per-host "not before" time: a 429/503 pauses the whole host (Retry-After in seconds or as an
   HTTP date, capped by ``max_retry_after``; a longer one gives up with http_429/http_503).
 * **Retries** (:meth:`Downloader._fetch_url`): timeouts, connection errors, 429 and 5xx are
@@ -45,6 +45,10 @@ What it implements, and where:
   (flushed and fsynced per group of lines) before it is counted; a rerun returns journaled rows
   without downloading them again; a partially written last line is dropped on reload.
 
+The output rows (columns, retry bookkeeping, final statuses) live in
+``ops.acquisition.download_rows`` and the politeness gate in ``ops.acquisition.politeness``; both
+are re-exported here.
+
 Known limits: only the first checked address of a host is tried (no fallback to the others); a
 host's politeness gate is keyed by host name, so two names of one server are two hosts; the TLS
 handshake is bounded by the socket timeouts, not by the watchdog; a worker waiting for a paused
@@ -54,10 +58,8 @@ server stay in that worker's session (they are only ever sent back to the same s
 
 from __future__ import annotations
 
-import email.utils
 import queue
 import random
-import re
 import threading
 import time
 from dataclasses import dataclass, field
@@ -77,13 +79,9 @@ from ops.acquisition.journal import Journal
 from ops.acquisition.netguard import AllowList, BlockedAddressError, ResolutionError, guard_host
 from ops.acquisition.transport import TLS, Deadline, PinnedAdapter, Watchdog, ascii_host, default_port
 
-# Output columns, in order (the contract with the assets that read the table).
-COLUMNS = [
-    "candidate_id", "status", "url", "final_url", "url_index", "attempts", "http_status",
-    "sha256", "bytes", "width", "height", "image_format", "content_type", "error", "elapsed_s",
-    "downloaded_at", "build_attempts", "transient", "phash", "phash_mode",
-]
-_INT_COLUMNS = ("url_index", "attempts", "http_status", "bytes", "width", "height", "build_attempts")
+from ops.acquisition.download_rows import (  # noqa: F401,E402  (rows of this module's output; re-exported)
+    CANDIDATE_COLUMNS, COLUMNS, _to_frame, build_attempts, final_statuses, is_transient_row, retries_due, retry_due,
+)
 
 # Formats PIL may open. Restricting them keeps PIL from handing PostScript (EPS) to Ghostscript
 # and similar surprises: a web image dataset needs no more than these.
@@ -138,72 +136,7 @@ class DownloadItem:
             raise ValueError(f"candidate {self.candidate_id!r} has no URL")
 
 
-# ---------------------------------------------------------------------------------------------
-# Retry-After and backoff (politeness)
-# ---------------------------------------------------------------------------------------------
-def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:
-    """Seconds to wait from a Retry-After header (delay-seconds or HTTP-date); None if absent/bad."""
-    if value is None:
-        return None
-    v = value.strip()
-    if re.fullmatch(r"\d+(\.\d+)?", v):
-        return float(v)
-    try:
-        when = email.utils.parsedate_to_datetime(v)
-    except (TypeError, ValueError, IndexError):
-        return None
-    if when is None:
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=timezone.utc)
-    now = now or datetime.now(timezone.utc)
-    return max(0.0, (when - now).total_seconds())
-
-
-class _Stopped(Exception):
-    """The run is being abandoned (interrupt): a worker stops waiting and exits."""
-
-
-class _HostGate:
-    """Politeness for one host: a semaphore of ``per_host`` slots and a "not before" time.
-
-    A 429/503 moves "not before" forward; every request to the host, from any worker, waits for
-    it before taking a slot.
-    """
-
-    def __init__(self, slots: int):
-        self._sem = threading.BoundedSemaphore(slots)
-        self._lock = threading.Lock()
-        self._not_before = 0.0
-
-    def pause_until(self, t: float) -> None:
-        with self._lock:
-            self._not_before = max(self._not_before, t)
-
-    def acquire(self, stop: threading.Event, until: float | None = None) -> bool:
-        """Take a slot once the host is not paused; False if that cannot happen before the
-        monotonic time ``until`` (a URL's overall deadline), without a slot then."""
-        while True:
-            now = time.monotonic()
-            wait = self._not_before - now
-            if wait > 0:
-                if until is not None and self._not_before >= until:
-                    return False
-                if stop.wait(wait):
-                    raise _Stopped
-                continue
-            while not self._sem.acquire(timeout=0.25 if until is None else max(0.0, min(0.25, until - now))):
-                if stop.is_set():
-                    raise _Stopped
-                now = time.monotonic()
-                if until is not None and now >= until:
-                    return False
-            if time.monotonic() >= self._not_before:
-                return True
-            self._sem.release()  # paused while we waited for the slot: wait again
-
-    def release(self) -> None:
-        self._sem.release()
+from ops.acquisition.politeness import _HostGate, _Stopped, parse_retry_after  # noqa: E402,F401
 
 
 # ---------------------------------------------------------------------------------------------
@@ -642,41 +575,6 @@ class Downloader:
         return _to_frame([rows[cid] for cid in ids])
 
 
-def build_attempts(row: dict) -> int:
-    """How many runs have tried a journaled candidate (rows from before the column: 1)."""
-    v = row.get("build_attempts")
-    try:
-        return max(1, int(v))
-    except (TypeError, ValueError):  # None, NA, NaN
-        return 1
-
-
-def is_transient_row(row: dict) -> bool:
-    """The candidate failed transiently (see :meth:`Downloader._process`); a row journaled before
-    the ``transient`` column existed is judged by its final status."""
-    v = row.get("transient")
-    if v is True or v is False or type(v).__name__ == "bool_":
-        return bool(v)
-    status = row.get("status")
-    return status != st.OK and st.is_transient(status)
-
-
-def retry_due(row: dict, max_build_attempts: int) -> bool:
-    """A journaled candidate that the next run must download again: a transient failure tried
-    in fewer than ``max_build_attempts`` runs."""
-    return is_transient_row(row) and build_attempts(row) < max_build_attempts
-
-
-def retries_due(table: pd.DataFrame, max_build_attempts: int) -> int:
-    """How many rows of a ``downloaded_images`` partition (or of a Downloader result) the next run
-    would download again; the CLI builds such a batch again from ``downloaded_images`` on. Tables
-    written before the ``build_attempts``/``transient`` columns existed are judged by status."""
-    cols = [c for c in ("status", "transient", "build_attempts") if c in table.columns]
-    if "status" not in cols:
-        return 0
-    return sum(retry_due(r, max_build_attempts) for r in table[cols].astype(object).to_dict("records"))
-
-
 def _setting(cfg: Any, name: str) -> Any:
     """A setting of ``cfg`` (DownloadSettings or the config model), the default if it has none."""
     return getattr(cfg, name, getattr(DownloadSettings, name))
@@ -685,33 +583,3 @@ def _setting(cfg: Any, name: str) -> Any:
 def _short(e: BaseException) -> str:
     msg = f"{type(e).__name__}: {e}"
     return msg if len(msg) <= 300 else msg[:297] + "..."
-
-
-def _to_frame(rows: list[dict]) -> pd.DataFrame:
-    """The output table: COLUMNS in order, nullable integers, UTC timestamps."""
-    rows = [dict(r, build_attempts=build_attempts(r), transient=is_transient_row(r)) for r in rows]
-    df = pd.DataFrame([{c: r.get(c) for c in COLUMNS} for r in rows], columns=COLUMNS)
-    df["transient"] = df["transient"].astype(bool)
-    for c in ("phash", "phash_mode"):
-        df[c] = df[c].astype("string")
-    for c in _INT_COLUMNS:
-        df[c] = pd.array([None if v is None or v != v else int(v) for v in df[c]], dtype="Int64")
-    df["elapsed_s"] = df["elapsed_s"].astype("float64")
-    df["downloaded_at"] = pd.to_datetime(df["downloaded_at"], utc=True, format="ISO8601")
-    return df
-
-
-CANDIDATE_COLUMNS = ["candidate_id", "query_id", "query", "rank", "provider", "item_id", "url", "normalized_url",
-                     "host", "source_page", "title", "batch", "filter_status", "filter_reason"]
-
-
-def final_statuses(candidates: pd.DataFrame, results: pd.DataFrame, pending: str = "pending") -> pd.DataFrame:
-    """``downloaded_images``: every candidate of a batch with exactly one final status — the
-    filter's reason for candidates dropped before download, the downloader's for the others."""
-    out = candidates[CANDIDATE_COLUMNS].merge(results, on="candidate_id", how="left", suffixes=("", "_download"))
-    is_pending = out["filter_status"] == pending
-    out["status"] = out["status"].where(is_pending, out["filter_status"])
-    out["reason"] = out["error"].where(is_pending, out["filter_reason"])
-    if "transient" in out.columns:  # NULL for candidates dropped before download
-        out["transient"] = out["transient"].astype("boolean")
-    return out.drop(columns=["error"])

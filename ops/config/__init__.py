@@ -7,6 +7,7 @@
     models.py       backbones and features, the keep/reject and Emo8 predictors
     faces.py        faces and their metadata, AffectNet+ soft labels
     training.py     dataset splits and the seed papers' baselines
+    release.py      dataset releases and their export formats
     schema.py       the whole file (EmoforgeConfig) and its loader
 
 The configuration objects stay here: ops packages take plain parameters, and the ``to_*`` helpers of
@@ -28,4 +29,5 @@ from ops.config.training import (  # noqa: F401
     AffectNetBaselinesConfig, CageConfig, DeepAffectConfig, FindingEmoBaselinesConfig, PredictionsConfig,
     SplitsConfig, TrainingConfig,
 )
+from ops.config.release import ReleaseConfig  # noqa: F401
 from ops.config.schema import EmoforgeConfig, config_to_yaml, load_config, parse_config  # noqa: F401

@@ -20,6 +20,7 @@ from ops.config.base import ConfigError, _Strict
 from ops.config.dedup import DedupConfig
 from ops.config.faces import FacesConfig, SoftLabelsConfig
 from ops.config.models import ModelsConfig
+from ops.config.release import ReleaseConfig
 from ops.config.training import TrainingConfig
 
 
@@ -32,6 +33,7 @@ class EmoforgeConfig(_Strict):
     faces: FacesConfig = FacesConfig()
     soft_labels: SoftLabelsConfig = SoftLabelsConfig()
     training: TrainingConfig = TrainingConfig()
+    release: ReleaseConfig = ReleaseConfig()
 
     @model_validator(mode="after")
     def _soft_label_backbones(self) -> "EmoforgeConfig":

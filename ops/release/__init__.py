@@ -1,0 +1,89 @@
+"""Releases of a built dataset: an immutable, versioned folder with a manifest and a datasheet
+(``freeze``, ``datasheet``), and exports of a release to Hugging Face ``datasets`` and WebDataset
+shards (``exports``). ``make_release`` is what the CLI and the ``dataset_release`` asset call.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from ops.release import datasheet, exports, freeze
+
+FORMATS = ("hf", "webdataset")
+
+
+def version_key(version: str) -> tuple:
+    """Order of release versions: numbers compare as numbers (1.10.0 after 1.9.0), text as text."""
+    return tuple((0, int(p), "") if p.isdigit() else (1, 0, p) for p in re.findall(r"\d+|[^\d.\-_+=]+", version))
+
+
+def code_version() -> str:
+    """A hash of the source that computes the data (ops/, models/, warehouse/), stable across machines."""
+    root = Path(__file__).resolve().parents[2]
+    h = hashlib.sha256()
+    for pkg in ("ops", "models", "warehouse"):
+        for f in sorted((root / pkg).rglob("*.py")):
+            h.update(str(f.relative_to(root)).encode())
+            h.update(f.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def make_release(wh, *, name: str, version: str, config_yaml: str, config_fingerprint: str,
+                 formats: Sequence[str] = (), tables: Sequence[str] | None = None,
+                 progress: Callable[[str, int, int], None] | None = None) -> dict:
+    """Freeze the warehouse ``wh`` as release ``name`` ``version`` and export it in ``formats``.
+
+    Returns {path, manifest, reused, changes, exports: {format: {collection: {split: rows}}}}."""
+    bad = [f for f in formats if f not in FORMATS]
+    if bad:
+        raise ValueError(f"unknown export formats {bad}; known: {list(FORMATS)}")
+    names = list(tables) if tables else wh.table_names()
+    if not names:
+        raise FileNotFoundError(f"no tables in the warehouse at {wh.root}: build the dataset first")
+    missing = [n for n in names if not wh.has_table(n)]
+    if missing:
+        raise FileNotFoundError(f"tables {missing} are not in the warehouse at {wh.root}: build them first")
+    data = {n: wh.read_arrow(n) for n in names}
+    earlier = sorted((v for v in wh.releases(name) if version_key(v) < version_key(version)), key=version_key)
+    previous = wh.release_path(name, earlier[-1]) if earlier else None   # the newest version below this one
+    cv = code_version()
+
+    def sheet(t):
+        return datasheet.build_datasheet(t, name=name, version=version, config_fingerprint=config_fingerprint,
+                                         code_version=cv)
+    def draw(t):
+        return release_pictures(t, wh.blobs.path, wh.thumbnail_path)
+    rel = freeze.write_release(wh.release_path(name, version), name=name, version=version, tables=data,
+                               blob_path=wh.blobs.path, datasheet=sheet, config_yaml=config_yaml,
+                               config_fingerprint=config_fingerprint, code_version=cv, previous=previous,
+                               progress=(lambda i, n: progress("images", i, n)) if progress else None,
+                               pictures=draw)
+    out = {"path": rel.path, "manifest": rel.manifest, "reused": rel.reused,
+           "changes": (rel.path / "changes.json").read_text(), "exports": {}}
+    for fmt in formats:
+        dest = wh.release_export_path(name, version, fmt)
+        if fmt == "hf":
+            out["exports"][fmt] = exports.export_hf(rel.path, dest)
+        else:
+            out["exports"][fmt] = exports.export_webdataset(rel.path, dest)
+        out.setdefault("export_paths", {})[fmt] = dest
+    return out
+
+
+def release_pictures(tables, blob_path, thumb_path) -> dict[str, bytes]:
+    """The contact sheets of a release (ops.pictures), for the tables it has."""
+    from ops import pictures
+
+    out = {}
+    t = {n: tables[n].to_pandas() for n in ("duplicate_groups", "kept_images", "soft_labels") if n in tables}
+    if "duplicate_groups" in t and {"group_size", "is_representative"} <= set(t["duplicate_groups"].columns):
+        out["near_duplicates"] = pictures.near_duplicate_sheet(t["duplicate_groups"], blob_path, thumb_path)
+    if "kept_images" in t and {"p_keep", "kept"} <= set(t["kept_images"].columns):
+        out["keep_reject"] = pictures.keep_reject_sheet(t["kept_images"], blob_path, thumb_path)
+    if "soft_labels" in t and {"crop_sha256", "difficulty", "hard_label"} <= set(t["soft_labels"].columns):
+        out["faces_by_subset"] = pictures.faces_by_subset_sheet(
+            t["soft_labels"], [c.lower() for c in exports.AFFECTNET8], blob_path, thumb_path)
+    return {k: v for k, v in out.items() if v}
