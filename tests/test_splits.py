@@ -82,12 +82,6 @@ def test_random_split_keeps_a_near_duplicate_family_on_one_side():
         assert S.leaks(out).empty
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "Known limitation, documented in ops/training/splits.py: the seed does not randomise where a near-duplicate family goes. StratifiedGroupKFold(shuffle=True) "
-    "only permutes groups whose label-count std is equal, then places groups greedily in decreasing-std order, "
-    "so a family with its own label profile lands in the same fold for every seed (here fold2 of kfold5 and "
-    "'train' of findingemo_80_20 for all 20 seeds): which families are tested is fixed by the data, not the seed."),
-    raises=AssertionError)
 def test_a_near_duplicate_familys_fold_depends_on_the_seed():
     """Over 20 seeds a randomly placed family would visit several of the 5 folds (all 20 in one
     fold has probability 5 * 0.2**20, about 5e-14, for a uniformly random placement)."""

@@ -11,27 +11,22 @@ Schemes (one row per item and scheme; items are image sha256s, plus the faces of
                        Training/PublicTest/PrivateTest), copied as given.
     affectnet_mas      AffectNet+ §3.1 train-MAS / test-MAS (``mas_split``), for faces.
 
-Determinism: a scheme is a function of the items and the seed. scikit-learn's StratifiedGroupKFold
-places groups greedily, most unevenly labelled first; the seed only reorders groups with equally
-uneven label counts, so a near-duplicate family with a label mix of its own tends to land on the same
-side for every seed (tests/test_splits.py records this). It never straddles.
+Determinism: a scheme is a function of the items and the seed (see ``_folds`` for why the
+placement is ours rather than scikit-learn's StratifiedGroupKFold).
 
 Leakage: none of the seed papers guard against it, emoforge does. Every near-duplicate family (the
 ``group_id`` of ``duplicate_groups``) lies in one split of a scheme: the random schemes split whole
-groups (scikit-learn's ``StratifiedGroupKFold``: stratified per label over groups), and a face
-always takes its image's split. ``leaks`` lists what breaks this (the source splits are copied as
-the source gives them, so a source that puts near-duplicates on both sides shows up there: the
-check reports it rather than silently moving images).
+groups (a greedy stratified group assignment, ``_folds``), and a face
+always takes its image's split. A source split that puts one family on both sides is corrected
+(``resolve_source_leaks``: the family joins the side holding most of it; ``source_split`` keeps the
+source's word). ``leaks`` lists anything that still breaks the rule (the blocking check uses it).
 """
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-from sklearn.model_selection import StratifiedGroupKFold
 
 S = pa.string()
 SPLITS_SCHEMA = pa.schema([("scheme", S), ("item_id", S), ("item_kind", S), ("split", S), ("sha256", S),
@@ -40,24 +35,46 @@ FINDINGEMO_SCHEME = "findingemo_80_20"
 
 
 def _folds(labels: np.ndarray, groups: np.ndarray, k: int, seed: int) -> np.ndarray:
-    """Fold index per item: k group-disjoint folds, stratified by label (None = its own stratum)."""
+    """Fold index per item: k group-disjoint folds, stratified by label (None = its own stratum).
+
+    Greedy stratified group assignment: groups are taken largest first, groups of one size in a
+    seeded random order, and each goes to the fold where it brings the per-label counts closest to
+    an even k-way share (squared deviation; ties broken at random by the seed, then by the smaller
+    fold). scikit-learn's StratifiedGroupKFold does the same kind of greedy placement but orders the
+    groups by the spread of their label counts and only shuffles exact ties, so a near-duplicate
+    family with a label mix of its own landed in the same fold for every seed; here the seed
+    decides, and it also copes with labels rarer than k."""
     y = np.array(["\x00none" if lab is None or (isinstance(lab, float) and np.isnan(lab)) else str(lab)
                   for lab in labels], dtype=object)
-    n_groups = len(pd.unique(groups))
-    if n_groups < k:
-        raise ValueError(f"{k} folds need at least {k} near-duplicate groups, got {n_groups}")
-    out = np.full(len(y), -1, dtype=np.int64)
-    if pd.Series(y).value_counts().max() < k:
-        # scikit-learn refuses when every label has fewer members than folds: then no stratification
-        # is possible anyway, and the folds are drawn over groups alone
-        y = np.zeros(len(y), dtype=np.int64)
-    with warnings.catch_warnings():
-        # a class with fewer members than folds is legal here (it lands in fewer folds)
-        warnings.filterwarnings("ignore", message="The least populated class")
-        cv = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed)
-        for f, (_, test) in enumerate(cv.split(np.zeros(len(y)), y, groups)):
-            out[test] = f
-    return out
+    gids, g = np.unique(np.asarray(groups).astype(str), return_inverse=True)
+    if len(gids) < k:
+        raise ValueError(f"{k} folds need at least {k} near-duplicate groups, got {len(gids)}")
+    _, yi = np.unique(y.astype(str), return_inverse=True)
+    counts = np.zeros((len(gids), int(yi.max()) + 1 if len(yi) else 1))
+    np.add.at(counts, (g, yi), 1)
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(len(gids))
+    order = order[np.argsort(-counts.sum(1)[order], kind="stable")]   # largest first, random within a size
+    target = counts.sum(0) / k
+    fold_counts = np.zeros((k, counts.shape[1]))
+    assign = np.empty(len(gids), dtype=np.int64)
+    for gi in order:
+        # how much farther from an even share each fold would get with this group
+        cost = ((fold_counts + counts[gi] - target) ** 2 - (fold_counts - target) ** 2).sum(1)
+        best = np.flatnonzero(np.isclose(cost, cost.min()))
+        if len(best) > 1:
+            sizes = fold_counts[best].sum(1)
+            best = best[sizes == sizes.min()]
+        f = int(best[rng.integers(len(best))]) if len(best) > 1 else int(best[0])
+        assign[gi] = f
+        fold_counts[f] += counts[gi]
+    return assign[g]
+
+
+def _group_of(shas: pd.Series, groups: pd.Series) -> np.ndarray:
+    """The near-duplicate family of each image (its own sha256 when it has none)."""
+    mapped = shas.astype(str).map(groups.astype(object) if len(groups) else {})
+    return np.array([g if isinstance(g, str) else s for g, s in zip(mapped, shas.astype(str))], dtype=object)
 
 
 def random_split(items: pd.DataFrame, test_fraction: float = 0.2, seed: int = 0,
@@ -109,10 +126,10 @@ def with_faces(image_rows: pd.DataFrame, faces: pd.DataFrame) -> pd.DataFrame:
 
 def face_rows(faces_split: pd.DataFrame, groups: pd.Series, scheme: str) -> pd.DataFrame:
     """Rows of a face-level scheme (faces_split: face_id, sha256, split, label); group of the image."""
-    g = faces_split["sha256"].astype(str).map(groups).fillna(faces_split["sha256"].astype(str))
+    g = _group_of(faces_split["sha256"].astype(str), groups)
     return pd.DataFrame({"scheme": scheme, "item_id": faces_split["face_id"].astype(str).to_numpy(), "item_kind": "face",
                          "split": faces_split["split"].astype(str).to_numpy(),
-                         "sha256": faces_split["sha256"].astype(str).to_numpy(), "group_id": g.to_numpy(),
+                         "sha256": faces_split["sha256"].astype(str).to_numpy(), "group_id": g,
                          "label": faces_split["label"].astype(object).where(faces_split["label"].notna(), None).to_numpy(),
                          "seed": None})
 
@@ -165,7 +182,7 @@ def annotated_images(merged: pd.DataFrame, groups: pd.Series) -> pd.DataFrame:
                         if "valence_mean" in m else np.nan,
                         "arousal": pd.to_numeric(m.get("arousal_mean"), errors="coerce").to_numpy(float)
                         if "arousal_mean" in m else np.nan})
-    out["group_id"] = out["sha256"].map(groups).fillna(out["sha256"])
+    out["group_id"] = _group_of(out["sha256"], groups)
     return out[cols].reset_index(drop=True)
 
 
@@ -179,7 +196,7 @@ def _source_items(merged: pd.DataFrame, groups: pd.Series) -> pd.DataFrame:
         label = label.where(label.notna(), m["emotion8"])
     out = pd.DataFrame({"sha256": m["sha256"].astype(str).to_numpy(), "label": label.to_numpy(dtype=object),
                         "split": m["split"].astype(str).to_numpy()})
-    out["group_id"] = out["sha256"].map(groups).fillna(out["sha256"])
+    out["group_id"] = _group_of(out["sha256"], groups)
     return out
 
 
