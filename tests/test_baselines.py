@@ -143,12 +143,20 @@ def test_findingemo_max_epochs_stop(emo8_data):
 
 
 def test_findingemo_class_without_training_sample_is_named(emo8_data):
-    """Every 'Anticipation' sample (class 7) on the test side: no training sample, Eq. 3 has no
-    finite weight, so the run refuses with a ValueError that names the class."""
+    """Every 'Anticipation' sample (class 7) on the test side: the run still trains (the class is
+    never a target; its Eq. 3 weight is taken as 0, see baselines.uce_weights) and names the class
+    in its details; a training side with a single class is refused naming what is missing."""
     X, y, _ = emo8_data
     is_test = stratified_mask(y, 1) | (y == 7)
-    with pytest.raises(ValueError, match="Anticipation"):
-        B.findingemo_run(X, y, is_test, EMO8, "uce", 0.01, 0, max_epochs=5)
+    out = B.findingemo_run(X, y, is_test, EMO8, "uce", 0.01, 0, max_epochs=5)
+    assert out.details["classes_without_training_samples"] == ["Anticipation"]
+    w, m = B.uce_weights(np.bincount(y[~is_test], minlength=8), EMO8.distances())
+    n = np.bincount(y[~is_test], minlength=8)
+    assert w[7] == 0 and float(w[0]) == pytest.approx(n.sum() / (8 * n[0]))
+    # Eq. 4 with w_7 = 0: the penalty for predicting Anticipation is d · w_t
+    assert float(m[0, 7]) == pytest.approx(EMO8.distances()[0, 7] * float(w[0]))
+    with pytest.raises(ValueError, match="fewer than 2 classes"):
+        B.findingemo_run(X, y, y != 0, EMO8, "uce", 0.01, 0, max_epochs=5)
     with pytest.raises(ValueError, match="loss must be one of"):
         B.findingemo_run(X, y, stratified_mask(y, 1), EMO8, "mse", 0.01, 0, max_epochs=5)
 
@@ -386,10 +394,10 @@ def test_execute_trains_once_and_finds_runs_again(emo8_data, tmp_path):
 
 
 def test_execute_records_a_failed_run(emo8_data, tmp_path):
-    """A run whose closure raises ValueError (here: no training sample of Anticipation) gets a row
+    """A run whose closure raises ValueError (here: training samples of one class only) gets a row
     with status 'failed' and the reason, and no metrics or curve rows; the other run is unaffected."""
     X, y, _ = emo8_data
-    is_test = stratified_mask(y, 1) | (y == 7)
+    is_test = y != 0
     calls: dict = {}
     ok = counted_plan(emo8_data, calls, seeds=(0,))[0]
     bad = E.Planned(spec(5), "tiny-key", "snap-1", {}, lambda: B.findingemo_run(X, y, is_test, EMO8, "ce", 0.01, 5))
@@ -398,7 +406,7 @@ def test_execute_records_a_failed_run(emo8_data, tmp_path):
     assert by.loc[spec(0).run_id, "status"] == "ok"
     failed = by.loc[spec(5).run_id]
     assert failed["status"] == "failed"
-    assert failed["reason"].startswith("ValueError:") and "Anticipation" in failed["reason"]
+    assert failed["reason"].startswith("ValueError:") and "fewer than 2 classes" in failed["reason"]
     assert failed["model_version"] is None and pd.isna(failed["epochs"])
     assert set(metrics["run_id"]) == {spec(0).run_id} and set(curves["run_id"]) == {spec(0).run_id}
 

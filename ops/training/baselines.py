@@ -43,7 +43,7 @@ from torch import nn
 from models.heads import LinearHead
 from models.losses import (
     CageCombinedLoss, CageValenceArousalLoss, UnbalancedCrossEntropyLoss, WeightedCrossEntropyLoss,
-    class_weights, inverse_frequency_weights,
+    class_weights, inverse_frequency_weights, misclassification_weights,
 )
 from models.regressors import CageHead, DeepAffectRegressor
 from ops.training import metrics as M
@@ -125,15 +125,15 @@ def findingemo_run(X: np.ndarray, y: np.ndarray, is_test: np.ndarray, task: Clas
     else:
         raise ValueError(f"monitor must be 'test' or 'holdout', not {monitor!r}")
     counts = task.class_counts(y[train])
-    if (counts == 0).any():
-        missing = [task.classes[i] for i in np.flatnonzero(counts == 0)]
-        raise ValueError(f"{task.name}: no training sample of {missing}")
+    absent = [task.classes[i] for i in np.flatnonzero(counts == 0)]
+    if (counts > 0).sum() < 2:
+        raise ValueError(f"{task.name}: training samples of fewer than 2 classes (none of {absent})")
     mu, sd = standardize(X[train])
     Z = zscore(X, mu, sd)
     torch.manual_seed(seed)
     head = LinearHead(X.shape[1], task.n_classes).to(device)
     crit = (nn.CrossEntropyLoss() if loss == "ce"
-            else UnbalancedCrossEntropyLoss.from_counts(counts, task.distances(), penalty=penalty)).to(device)
+            else UnbalancedCrossEntropyLoss(*uce_weights(counts, task.distances()), penalty=penalty)).to(device)
     Xtr, ytr = tensor(Z[train], device=device), tensor(y[train], torch.long, device)
     Xw, yw = tensor(Z[watch], device=device), tensor(y[watch], torch.long, device)
 
@@ -155,7 +155,20 @@ def findingemo_run(X: np.ndarray, y: np.ndarray, is_test: np.ndarray, task: Clas
     data = _save(res.model, config=head.config, mean=mu, std=sd, classes=list(task.classes), task=task.name)
     return RunOutput(_metric_frame(rows), res.curve, data, res.best_epoch, res.epochs, res.stop_reason,
                      res.seconds, int(train.sum()), int(is_test.sum()),
-                     {"monitor": monitor, "class_counts": counts.tolist(), "penalty": penalty})
+                     {"monitor": monitor, "class_counts": counts.tolist(), "penalty": penalty,
+                      "classes_without_training_samples": absent})
+
+
+def uce_weights(counts: np.ndarray, distances: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+    """FindingEmo §A.7 Eq. 3–4 weights from training counts. Eq. 3, w_i = N / (N_c · N_i), has no
+    value for a class without training samples (N_i = 0; on a small dataset a rare Arousal3 class can
+    fall entirely on the test side). Such a class is never a target, so its own weight w_i is never
+    used; in Eq. 4's denominator (1 + w_j) we take w_j = 0 for it, so that predicting it wrongly is
+    penalised by the full distance d_ij · w_i. N_c is the task's number of classes."""
+    n = np.asarray(counts, dtype=np.float64)
+    w = np.where(n > 0, n.sum() / (len(n) * np.maximum(n, 1)), 0.0)
+    w_t = torch.as_tensor(w, dtype=torch.float32)
+    return w_t, misclassification_weights(w_t, distances)
 
 
 # ---- AffectNet+ §4.3 ----------------------------------------------------------------------------
