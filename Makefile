@@ -66,6 +66,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/bench_face_pipeline.py
 	$(BIN)/python bench/bench_soft_labels.py
 	$(BIN)/python bench/bench_training.py
+	$(BIN)/python bench/bench_release.py
 
 clean-demo:
 	rm -rf $(DATA)
