@@ -20,13 +20,25 @@ from ops.release import datasheet, exports, freeze
 GROUP = "release"
 
 
-def _content_version(wh, names: list[str]) -> str:
-    h = hashlib.sha256()
+def _content_version(wh, names: list[str], config_fp: str) -> str:
+    """A version naming what the release holds: the tables' bytes, the code version and the config
+    (all three are in the manifest, so any change of one is a new release, never a clash)."""
+    h = hashlib.sha256(f"{rel.code_version()}|{config_fp}".encode())
     for n in sorted(names):
         for f in sorted(wh.tables_dir.glob(f"{n}.parquet")) + sorted((wh.tables_dir / n).glob("*.parquet")):
             h.update(f.name.encode())
             h.update(hashlib.sha256(f.read_bytes()).digest())
-    return f"0.0.0-{h.hexdigest()[:12]}"
+    return h.hexdigest()[:12]
+
+
+def auto_version(existing: list[str], content: str) -> str:
+    """``0.0.<n>-<content>``: the release already made from this content, else the next number (so
+    versions order by time and a rebuild on unchanged data finds its release)."""
+    same = [v for v in existing if v.endswith(f"-{content}")]
+    if same:
+        return same[0]
+    n = sum(1 for v in existing if v.startswith("0.0.") and "-" in v)
+    return f"0.0.{n}-{content}"
 
 
 @asset(group_name=GROUP, kinds={"parquet"},
@@ -42,7 +54,8 @@ def dataset_release(context: AssetExecutionContext, emoforge: EmoforgeResource):
     cfg = emoforge.settings.release
     io = AssetIO(context, emoforge, cfg)
     names = cfg.tables or io.wh.table_names()
-    version = cfg.version or _content_version(io.wh, names)
+    version = cfg.version or auto_version(io.wh.releases(cfg.name),
+                                          _content_version(io.wh, names, config_fingerprint(emoforge.settings)))
     out = rel.make_release(io.wh, name=cfg.name, version=version, config_yaml=config_to_yaml(emoforge.settings),
                            config_fingerprint=config_fingerprint(emoforge.settings), formats=cfg.formats, tables=names)
     problems = freeze.verify(out["path"])

@@ -64,7 +64,7 @@ def _write_family(io, family: str, runs: pd.DataFrame, metrics: pd.DataFrame, cu
     return written
 
 
-def _report(io, family: str, runs: pd.DataFrame, curves: pd.DataFrame, summary_sql: str | None, **extra):
+def _report(io, written, runs: pd.DataFrame, curves: pd.DataFrame, summary_sql: str | None, **extra):
     ok = runs[runs["status"] == "ok"]
     md = {"runs": MetadataValue.json({"ok": int(len(ok)), "failed": int((runs["status"] == "failed").sum()),
                                       "trained_now": int(ok["trained_now"].fillna(False).sum())}),
@@ -80,7 +80,7 @@ def _report(io, family: str, runs: pd.DataFrame, curves: pd.DataFrame, summary_s
         c = curves[curves["run_id"] == first].pivot_table(index="epoch", columns="metric", values="value")
         c.insert(0, "train_loss", curves[curves["run_id"] == first].groupby("epoch")["train_loss"].first())
         md["learning_curve"] = png_md(plots.curves_png(c.reset_index(), first), f"learning curve of {first}")
-    return io.result(None, items_in=int(len(runs)), items_out=int(len(ok)),
+    return io.result(written, items_in=int(len(runs)), items_out=int(len(ok)),
                      dropped={"failed": int(len(failed))} if len(failed) else None, **md, **extra)
 
 
@@ -143,8 +143,8 @@ def findingemo_baselines(context: AssetExecutionContext, emoforge: EmoforgeResou
                                  monitor=cfg.monitor, uce_penalty=cfg.uce_penalty, device=_device(io),
                                  extractors=cfg.extractors)
     runs, metrics, curves = X.execute(plan, io.wh.models, context.log.warning)
-    _write_family(io, "findingemo", runs, metrics, curves)
-    return _report(io, "findingemo", runs, curves,
+    written = _write_family(io, "findingemo", runs, metrics, curves)
+    return _report(io, written, runs, curves,
                    "select task, extractor, loss, lr, n_runs, wf1_mean, wf1_std, acc_mean, ap_mean from findingemo_table5",
                    images=MetadataValue.json(items.groupby("split").size().to_dict() if len(items) else {}))
 
@@ -171,7 +171,7 @@ def affectnet_baselines(context: AssetExecutionContext, emoforge: EmoforgeResour
                                 device=_device(io), train_split=cfg.train_split, eval_split=cfg.eval_split,
                                 scheme=cfg.scheme, extractors=cfg.extractors)
     runs, metrics, curves = X.execute(plan, io.wh.models, context.log.warning)
-    _write_family(io, "affectnet_plus", runs, metrics, curves)
+    written = _write_family(io, "affectnet_plus", runs, metrics, curves)
     extra = {}
     cm = metrics[(metrics["metric"] == "confusion") & (metrics["subset"] == "All")]
     if len(cm):
@@ -182,7 +182,7 @@ def affectnet_baselines(context: AssetExecutionContext, emoforge: EmoforgeResour
             t, p = cls.split("|")
             mat[AFFECTNET8_CLASSES.index(t), AFFECTNET8_CLASSES.index(p)] = int(v)
         extra["confusion_matrix"] = png_md(plots.confusion_png(mat, AFFECTNET8_CLASSES, first), f"Hard-FER: {first}")
-    return _report(io, "affectnet_plus", runs, curves,
+    return _report(io, written, runs, curves,
                    "select * from affectnet_table8 union all by name select * from affectnet_table10", **extra)
 
 
@@ -233,8 +233,8 @@ def deep_affect_baselines(context: AssetExecutionContext, emoforge: EmoforgeReso
                                   hidden=cfg.hidden, dropout=cfg.dropout, lr=cfg.lr, batch_size=cfg.batch_size,
                                   max_epochs=cfg.max_epochs, runs=cfg.runs, device=_device(io), scheme=scheme)
     runs, metrics, curves = X.execute(plan, io.wh.models, context.log.warning)
-    _write_family(io, "deep_affect", runs, metrics, curves)
-    return _report(io, "deep_affect", runs, curves,
+    written = _write_family(io, "deep_affect", runs, metrics, curves)
+    return _report(io, written, runs, curves,
                    "select feature_set, architecture, target, mse from deep_affect_folds where fold = 'mean' order by all")
 
 
@@ -255,8 +255,8 @@ def cage_baselines(context: AssetExecutionContext, emoforge: EmoforgeResource):
                            runs=cfg.runs, max_epochs=cfg.max_epochs, patience=cfg.patience, batch_size=cfg.batch_size,
                            device=_device(io), scheme=splits.FINDINGEMO_SCHEME, extractors=cfg.extractors)
     runs, metrics, curves = X.execute(plan, io.wh.models, context.log.warning)
-    _write_family(io, "cage", runs, metrics, curves)
-    return _report(io, "cage", runs, curves, "select * from cage_table")
+    written = _write_family(io, "cage", runs, metrics, curves)
+    return _report(io, written, runs, curves, "select * from cage_table")
 
 
 # ---- predictions -------------------------------------------------------------------------------

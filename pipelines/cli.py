@@ -488,6 +488,15 @@ def _finish(ok: bool, wh, rows: list[dict], problems: list[str], t0: float) -> i
         _say(f"             emoforge sql --data-dir {wh.root} \"select * from emotion8_stats\"")
         _say(f"  or any DuckDB client, read-only: duckdb -readonly {wh.db_path}")
         _say(f"  images:    {wh.blobs.root}  (content-addressed by SHA-256)")
+        if wh.has_table("training_runs"):
+            _say(f"  baselines: emoforge sql --data-dir {wh.root} \"select * from findingemo_table5\"")
+        for name in sorted(p.name for p in (wh.root / "releases").glob("*") if p.is_dir()):
+            versions = wh.releases(name)
+            if versions:
+                from ops.release import version_key
+
+                newest = max(versions, key=version_key)
+                _say(f"  release:   {wh.release_path(name, newest)}  (datasheet.md, manifest.json)")
     return EXIT_OK if ok else EXIT_FAILED
 
 

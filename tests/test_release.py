@@ -721,3 +721,18 @@ def test_cli_release_without_warehouse(tmp_path, clean_env, capsys):
         assert rc == 2, d
         assert "no warehouse" in err and str(d) in err
         assert not (d / "releases").exists()
+
+
+def test_the_assets_automatic_versions_order_by_time_and_find_their_content_again():
+    """dataset_release without a configured version: 0.0.<n>-<content>; the same content finds its
+    release, new content takes the next number, and the versions order as they were made."""
+    from assets.release import auto_version
+    from ops.release import version_key
+
+    assert auto_version([], "aaa") == "0.0.0-aaa"
+    assert auto_version(["0.0.0-aaa"], "aaa") == "0.0.0-aaa"
+    made = ["0.0.0-aaa"]
+    for content in ("bbb", "ccc", "ddd", "eee", "fff", "ggg", "hhh", "iii", "jjj", "kkk"):
+        made.append(auto_version(made, content))
+    assert made[-1] == "0.0.10-kkk" and sorted(made, key=version_key) == made
+    assert auto_version(made + ["1.0.0"], "bbb") == "0.0.1-bbb"

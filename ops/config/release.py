@@ -12,8 +12,9 @@ from ops.config.base import _Strict
 class ReleaseConfig(_Strict):
     """A release freezes every table (or ``tables``) with the images they reference.
 
-    ``version`` None: the asset names the release ``0.0.0-<12 hex of the data's content>``, so a
-    rebuild on unchanged data finds the same release and changed data makes a new one."""
+    ``version`` None: the asset names the release ``0.0.<n>-<12 hex of the tables, code and config>``
+    (n counts the earlier automatic releases), so a rebuild on unchanged data finds the same release
+    and changed data makes the next one."""
 
     name: str = Field("emoforge-dataset", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.=-]*$")
     version: str | None = Field(None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.=-]*$")

@@ -150,6 +150,10 @@ class FaceLandmarker:
 
     def __init__(self, model_path: str | os.PathLike | None = None,
                  min_detection_confidence: float = 0.5, min_presence_confidence: float = 0.5):
+        # MediaPipe's C++ side logs through glog/absl to stderr on every graph start; keep warnings
+        # and errors only (the user's own setting wins)
+        os.environ.setdefault("GLOG_minloglevel", "2")
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
         mp = packages.require("mediapipe", "FaceLandmarker is MediaPipe's")
         packages.require("absl-py", "mediapipe imports absl")
         from mediapipe.tasks.python import BaseOptions, vision
