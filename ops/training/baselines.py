@@ -102,6 +102,16 @@ def monitor_mask(y: np.ndarray | None, n: int, fraction: float, seed: int) -> np
     return out
 
 
+def _sides(X: np.ndarray, is_eval: np.ndarray, strata: np.ndarray | None, fraction: float, seed: int):
+    """(train rows, watched rows, z-scored features, mean, std): the training side minus a stratified
+    ``fraction`` that the stopping rule watches; features standardised on the train rows only."""
+    side = np.flatnonzero(~np.asarray(is_eval, bool))
+    watch_in = monitor_mask(None if strata is None else strata[side], len(side), fraction, seed)
+    tr, watch = side[~watch_in], side[watch_in]
+    mu, sd = standardize(X[tr])
+    return tr, watch, zscore(X, mu, sd), mu, sd
+
+
 # ---- FindingEmo §3 ------------------------------------------------------------------------------
 
 def findingemo_run(X: np.ndarray, y: np.ndarray, is_test: np.ndarray, task: ClassificationTask, loss: str,
@@ -190,14 +200,10 @@ def hard_fer_run(X: np.ndarray, y: np.ndarray, is_eval: np.ndarray, difficulty: 
     """AffectNet+ §4.3 Hard-FER on features: train on ``~is_eval``, report on ``is_eval`` per subset."""
     n_c = len(classes)
     is_eval = np.asarray(is_eval, bool)
-    side = np.flatnonzero(~is_eval)
-    watch_in = monitor_mask(y[side], len(side), monitor_fraction, seed)
-    tr, watch = side[~watch_in], side[watch_in]
+    tr, watch, Z, mu, sd = _sides(X, is_eval, y, monitor_fraction, seed)
     counts = np.bincount(y[tr], minlength=n_c)
     if (counts == 0).any():
         raise ValueError(f"hard_fer: no training face of {[classes[i] for i in np.flatnonzero(counts == 0)]}")
-    mu, sd = standardize(X[tr])
-    Z = zscore(X, mu, sd)
     torch.manual_seed(seed)
     head = LinearHead(X.shape[1], n_c).to(device)
     crit = WeightedCrossEntropyLoss(class_weights(counts)).to(device)
@@ -237,11 +243,7 @@ def soft_fer_run(X: np.ndarray, soft: np.ndarray, hard: np.ndarray, is_eval: np.
     subset, overall and per emotion (the face's hard label, as Table 11 groups)."""
     n_c = len(classes)
     is_eval = np.asarray(is_eval, bool)
-    side = np.flatnonzero(~is_eval)
-    watch_in = monitor_mask(None, len(side), monitor_fraction, seed)
-    tr, watch = side[~watch_in], side[watch_in]
-    mu, sd = standardize(X[tr])
-    Z = zscore(X, mu, sd)
+    tr, watch, Z, mu, sd = _sides(X, is_eval, None, monitor_fraction, seed)
     torch.manual_seed(seed)
     head = LinearHead(X.shape[1], n_c).to(device)
     Xw, Sw = tensor(Z[watch], device=device), tensor(soft[watch], device=device)
@@ -279,11 +281,7 @@ def deep_affect_run(groups: Mapping[str, np.ndarray], va: np.ndarray, is_eval: n
     ``va`` (N, 2) valence and arousal on 1–9 (§2.1); MSE on the evaluation side (§3: MSE per fold)."""
     X = np.concatenate([np.asarray(groups[k], np.float32) for k in groups], axis=1)
     is_eval = np.asarray(is_eval, bool)
-    side = np.flatnonzero(~is_eval)
-    watch_in = monitor_mask(None, len(side), monitor_fraction, seed)
-    tr, watch = side[~watch_in], side[watch_in]
-    mu, sd = standardize(X[tr])
-    Z = zscore(X, mu, sd)
+    tr, watch, Z, mu, sd = _sides(X, is_eval, None, monitor_fraction, seed)
     torch.manual_seed(seed)
     net = DeepAffectRegressor({k: groups[k].shape[1] for k in groups}, architecture, hidden=hidden,
                               dropout=dropout, seed=seed).to(device)
@@ -318,11 +316,7 @@ def cage_run(X: np.ndarray, y: np.ndarray | None, va: np.ndarray, is_eval: np.nd
         raise ValueError(f"kind must be 'joint' or 'va', not {kind!r}")
     n_c = len(classes) if kind == "joint" else 0
     is_eval = np.asarray(is_eval, bool)
-    side = np.flatnonzero(~is_eval)
-    watch_in = monitor_mask(y[side] if y is not None and kind == "joint" else None, len(side), monitor_fraction, seed)
-    tr, watch = side[~watch_in], side[watch_in]
-    mu, sd = standardize(X[tr])
-    Z = zscore(X, mu, sd)
+    tr, watch, Z, mu, sd = _sides(X, is_eval, y if kind == "joint" else None, monitor_fraction, seed)
     head = CageHead(X.shape[1], n_c, seed=seed).to(device)
     if kind == "joint":
         counts = np.bincount(y[tr], minlength=n_c)
