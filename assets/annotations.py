@@ -5,6 +5,8 @@ raw_annotations → annotator_scores → merged_annotations → annotation_stats
 """
 
 
+from pathlib import Path
+
 import pandas as pd
 from dagster import AssetExecutionContext, AssetKey, MetadataValue, asset
 
@@ -21,7 +23,7 @@ from ops.annotations.grading import durations_from_timestamps, grade_annotators,
 from ops.annotations.linking import link_to_acquired
 from ops.annotations.queue import queue_pool, queue_predictions, select_next_batch
 from ops.annotations.schema import annotations_to_arrow, reject_summary
-from ops.annotations.sources import read_sources
+from ops.annotations.sources import export_files, exports_fingerprint, read_sources
 from ops.config.annotations import aggregator, gold_references, source_spec
 from ops.labels import aggregators, merge
 from ops.labels.merge import merge_all_taxonomies, merged_to_arrow
@@ -38,6 +40,9 @@ GROUP = "annotations"
 def raw_annotations(context: AssetExecutionContext, emoforge: EmoforgeResource):
     cfg = emoforge.settings.annotations
     io = AssetIO(context, emoforge, cfg.sources)
+    files = export_files([source_spec(s) for s in cfg.sources],
+                         cfg.grading.gold_path and Path(cfg.grading.gold_path))
+    seen = exports_fingerprint(files)      # before reading: a file changed meanwhile is new data next time
     res = read_sources(source_spec(s) for s in cfg.sources)
     downloads = io.read("downloaded_images", columns=["item_id", "normalized_url", "status", "sha256", "url"]) \
         if io.has("downloaded_images") else None
@@ -45,6 +50,7 @@ def raw_annotations(context: AssetExecutionContext, emoforge: EmoforgeResource):
     rej = res.rejects.astype({"line": "Int64"}) if len(res.rejects) else res.rejects
     io.write("annotation_rejects", rej.astype({c: "string" for c in rej.columns if c != "line"}))
     written = io.write("annotations", annotations_to_arrow(ann))
+    io.wh.record_annotation_exports(seen)
     summary = reject_summary(res.rejects)
     return io.result(
         written, items_in=len(ann) + len(res.rejects.drop_duplicates(["file", "line"])), items_out=len(ann),

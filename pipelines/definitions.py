@@ -133,6 +133,26 @@ def new_scrape_batches(context: SensorEvaluationContext, emoforge: EmoforgeResou
     )
 
 
+@sensor(job=annotations_job, minimum_interval_seconds=300, default_status=DefaultSensorStatus.STOPPED,
+        description="Watches the configured annotation exports (and the gold file): when their content differs "
+                    "from what the last ingest read, requests one annotations_job run (the downstream models, "
+                    "soft labels and splits reuse everything whose labels did not change).")
+def annotation_exports_changed(context: SensorEvaluationContext, emoforge: EmoforgeResource):
+    from ops.annotations.sources import export_files, exports_fingerprint
+    from ops.config.annotations import source_spec
+
+    cfg = emoforge.settings.annotations
+    files = export_files([source_spec(s) for s in cfg.sources], cfg.grading.gold_path)
+    now = exports_fingerprint(files)
+    before = emoforge.warehouse.recorded_annotation_exports()
+    if before == now:
+        return SkipReason(f"the {len(files)} annotation exports are unchanged since the last ingest")
+    changed = sorted(f for f in now if (before or {}).get(f) != now[f])
+    key = "annotations-" + "-".join(now[f][:8] for f in sorted(now))
+    context.log.info(f"annotation exports changed: {changed}")
+    return RunRequest(run_key=key, tags={"emoforge/changed_exports": ", ".join(changed)[:1000]})
+
+
 refresh_schedule = ScheduleDefinition(
     name="daily_dedup_refresh", job=dedup_job, cron_schedule="0 3 * * *",
     default_status=DefaultScheduleStatus.STOPPED,
@@ -153,7 +173,7 @@ def build_definitions(resources: dict | None = None) -> Definitions:
         assets=ASSETS,
         asset_checks=CHECKS,
         jobs=JOBS,
-        sensors=[new_scrape_batches],
+        sensors=[new_scrape_batches, annotation_exports_changed],
         schedules=[refresh_schedule, annotations_schedule],
         resources=resources if resources is not None else resources_from_env(),
         executor=in_process_executor,

@@ -298,6 +298,18 @@ class Warehouse:
                 out[sha] = (phash, err)
         return out
 
+    def record_annotation_exports(self, fingerprint: dict[str, str]) -> None:
+        """Remember the fingerprint of the annotation exports just ingested (``state/annotation_exports.json``)."""
+        atomic_write_bytes(self.state_path("annotation_exports.json"),
+                           json.dumps(fingerprint, indent=1, sort_keys=True).encode())
+
+    def recorded_annotation_exports(self) -> dict[str, str] | None:
+        """The fingerprint the last ingest recorded, or None before the first."""
+        try:
+            return json.loads(self.state_path("annotation_exports.json").read_text())
+        except (FileNotFoundError, ValueError):
+            return None
+
     def release_path(self, name: str, version: str) -> Path:
         """``releases/<name>/<version>/``: an immutable, versioned copy of the dataset (ops.release)."""
         _check_key(name)

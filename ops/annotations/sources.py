@@ -83,3 +83,32 @@ def gold_references(inline: Sequence[GoldReference] = (), gold_path: Path | None
         df = pd.read_parquet(path) if path.suffix.lower() in (".parquet", ".pq") else pd.read_csv(path)
         refs += gold_from_frame(df)
     return refs
+
+
+def export_files(specs: Iterable[SourceSpec], gold_path: Path | None = None) -> list[Path]:
+    """The files a build's annotations are read from (the FindingEmo-Light default resolved)."""
+    from ops.annotations.schema import default_findingemo_path
+
+    files = [Path(s.path) if s.path else default_findingemo_path() for s in specs]
+    if gold_path:
+        files.append(Path(gold_path))
+    return files
+
+
+def exports_fingerprint(files: Iterable[Path]) -> dict[str, str]:
+    """{file: sha256 of its bytes, or "missing"}: what the annotation exports are now. A refresh
+    compares it with the fingerprint recorded by the last ingest (content, not mtime: a copied or
+    touched file that did not change is not new data)."""
+    import hashlib
+
+    out = {}
+    for f in files:
+        try:
+            h = hashlib.sha256()
+            with open(f, "rb") as fh:
+                for chunk in iter(lambda: fh.read(1 << 20), b""):
+                    h.update(chunk)
+            out[str(f)] = h.hexdigest()
+        except FileNotFoundError:
+            out[str(f)] = "missing"
+    return out
