@@ -83,8 +83,10 @@ def _previous_faces(io) -> tuple[pd.DataFrame | None, pd.DataFrame | None]:
 def _face_inputs(io, cfg) -> list[tuple]:
     """(sha256, blob path, mode) of every image whose faces the build wants (FacesConfig)."""
     uniq = io.read("unique_images", columns=["sha256"])["sha256"].astype(str)
-    merged = io.read("merged_annotations", columns=["taxonomy", "sha256"])
-    crop_images = set(merged.loc[merged["taxonomy"].isin(cfg.face_taxonomies) & merged["sha256"].notna(), "sha256"].astype(str))
+    merged = io.read("merged_annotations")
+    linked = merged[merged["taxonomy"].isin(cfg.face_taxonomies) & merged["sha256"].notna()] \
+        if {"taxonomy", "sha256"} <= set(merged.columns) else merged.iloc[:0]
+    crop_images = set(linked["sha256"].astype(str)) if len(linked) else set()
     if cfg.detect_on == "kept" and io.has("kept_images"):
         kept = io.read("kept_images", columns=["sha256", "kept"])
         detect_pool = set(kept.loc[kept["kept"], "sha256"].astype(str))

@@ -736,3 +736,23 @@ def test_the_assets_automatic_versions_order_by_time_and_find_their_content_agai
         made.append(auto_version(made, content))
     assert made[-1] == "0.0.10-kkk" and sorted(made, key=version_key) == made
     assert auto_version(made + ["1.0.0"], "bbb") == "0.0.1-bbb"
+
+
+def test_the_datasheet_of_an_empty_build_says_so_instead_of_failing():
+    """A build where every item was dropped still gets a datasheet: empty sections, no crash."""
+    import pyarrow as pa
+
+    from ops.release.datasheet import build_datasheet
+
+    empty = {
+        "annotations": pa.table({"source": pa.array([], pa.string()), "taxonomy": pa.array([], pa.string()),
+                                 "annotator_id": pa.array([], pa.string()), "image_id": pa.array([], pa.string()),
+                                 "synthetic_annotator": pa.array([], pa.bool_())}),
+        "merged_annotations": pa.table({"emotion8": pa.array([], pa.string()), "keep_majority": pa.array([], pa.string()),
+                                        "n_annotators": pa.array([], pa.int64()),
+                                        "emotion8_all_agree": pa.array([], pa.bool_())}),
+        "face_status": pa.table({"mode": pa.array([], pa.string()), "status": pa.array([], pa.string()),
+                                 "n_faces": pa.array([], pa.int64())}),
+    }
+    sheet = build_datasheet(empty, name="empty", version="0.0.1", config_fingerprint="c", code_version="v")
+    assert sheet.startswith("# Datasheet: empty 0.0.1") and "_(none)_" in sheet

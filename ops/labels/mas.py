@@ -25,7 +25,11 @@ def mas_split(faces: pd.DataFrame, merged: pd.DataFrame, groups: pd.DataFrame | 
 
     ``faces``: face_id, sha256; ``merged``: merged_annotations (image rows of ``taxonomy`` linked to
     an image by sha256); ``groups``: duplicate_groups (sha256, group_id)."""
-    m = merged[(merged["taxonomy"] == taxonomy) & merged["sha256"].notna()] if "sha256" in merged else merged.iloc[:0]
+    need = {"sha256", "taxonomy", "emotion", "emotion_all_agree", "emotion_n_votes"}
+    if need <= set(merged.columns):   # a build without face-taxonomy annotations has none of these
+        m = merged[(merged["taxonomy"] == taxonomy) & merged["sha256"].notna()]
+    else:
+        m = pd.DataFrame({c: pd.Series(dtype=object) for c in need | {"image_id"}})
     m = m.sort_values("image_id").drop_duplicates("sha256")
     per_image = pd.DataFrame({"sha256": m["sha256"].astype(str), "emotion": m["emotion"],
                               "emotion_all_agree": m["emotion_all_agree"].astype(bool),

@@ -86,8 +86,9 @@ def build_datasheet(tables: Mapping[str, pa.Table], *, name: str, version: str, 
         out.append(_md(q.df("select decision, count(*) as annotators, sum(n_annotations) as annotations "
                             "from annotator_scores group by 1 order by 2 desc, 1")))
     if q.has("annotations") and "synthetic_annotator" in q.cols("annotations"):
-        out.append(f"\nShare of annotations by simulated annotators (the demo world): "
-                   f"{q.one('select avg(coalesce(synthetic_annotator, false)::int) from annotations'):.3f}\n")
+        share = q.one("select avg(coalesce(synthetic_annotator, false)::int) from annotations")
+        if share is not None:
+            out.append(f"\nShare of annotations by simulated annotators (the demo world): {share:.3f}\n")
     if q.has("merged_annotations") and {"emotion8_all_agree", "n_annotators"} <= q.cols("merged_annotations"):
         out.append("\nAgreement on Emo8 among images with 2+ annotators:\n\n" + _md(q.df(
             "select count(*) as images, avg(emotion8_all_agree::int) as share_unanimous, avg(n_annotators) as mean_annotators "
@@ -150,7 +151,7 @@ def build_datasheet(tables: Mapping[str, pa.Table], *, name: str, version: str, 
     if q.has("merged_annotations") and "emotion8" in q.cols("merged_annotations"):
         r = q.df("select max(n) as most, min(n) as least from (select count(*) n from merged_annotations "
                  "where emotion8 is not null group by emotion8)")
-        if len(r) and r["least"].iat[0]:
+        if len(r) and pd.notna(r["least"].iat[0]) and r["least"].iat[0]:
             out.append(f"- Emo8 imbalance: the most frequent leaf has {r['most'].iat[0] / r['least'].iat[0]:.1f}× the "
                        "images of the least frequent.\n")
     if q.has("face_status"):
