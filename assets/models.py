@@ -31,7 +31,8 @@ MIN_LABELS = 8   # a predictor trains on at least this many labelled images (of 
 
 def _choice(b, device: str) -> BackboneChoice:
     return BackboneChoice(name=b.name, weights=b.weights, input_size=b.input_size, resize=b.resize,
-                          findingemo_letterbox=b.findingemo_letterbox, batch_size=b.batch_size, device=device)
+                          findingemo_letterbox=b.findingemo_letterbox, batch_size=b.batch_size, device=device,
+                          compile=b.compile)
 
 
 def _fingerprint(section) -> str:

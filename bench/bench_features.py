@@ -201,13 +201,23 @@ def _cpu() -> float:
     return t.user + t.system + t.children_user + t.children_system
 
 
-def _pair(name, items, tmp: Path, tag: str):
+COMPILE_SECONDS: list[float] = []
+
+
+def _pair(name, items, tmp: Path, tag: str, compile: bool = False):
     """One round: the plain loop, then emoforge's path, on the same images. Returns
-    ((wall, cpu, decode s, inference s) of the plain loop, (report, cpu, store) of emoforge)."""
+    ((wall, cpu, decode s, inference s) of the plain loop, (report, cpu, store) of emoforge).
+    compile: emoforge's backbone goes through torch.compile first (models.backbones.Backbone.compile;
+    the compilation, in the warm-up call, is timed apart in COMPILE_SECONDS)."""
     fast = create_backbone(name, weights="none", preprocess=PP224)
+    if compile:
+        fast.compile(32)
     plain = create_backbone(name, weights="none", preprocess=PP224, channels_last=False, autocast=False)
     plain_loop(plain, items[:3])  # warm-up (both backbones)
+    t0 = time.perf_counter()
     fast.forward_features(torch.zeros(2, 3, 224, 224))
+    if compile:
+        COMPILE_SECONDS.append(time.perf_counter() - t0)
     c0 = _cpu()
     wall, dec, inf = plain_loop(plain, items)
     c1 = _cpu()
@@ -218,12 +228,15 @@ def _pair(name, items, tmp: Path, tag: str):
 
 def bench_extraction(items_all, scale: float, threads: int) -> tuple[dict, Path]:
     say(f"## 1. Feature extraction, images/s (224 px, weights=\"none\", torch threads = {threads})\n")
-    plan = {"tiny_cnn": 256, "resnet18": 160, "resnet50": 96}
+    plan = {"tiny_cnn": 256, "resnet18": 160, "resnet50": 96, "resnet50 + compile": 96}
     rows, stores, tmp = [], {}, Path(tempfile.mkdtemp(prefix="featbench-"))
-    for name, n in plan.items():
+    for label, n in plan.items():
+        name, comp = label.split(" + ")[0], label.endswith("compile")
         items = items_all[:max(16, int(n * scale))]
-        res = [_pair(name, items, tmp, f"{name}-{rnd}") for rnd in range(2)]  # 2 rounds, interleaved
-        stores[name] = res[-1][1][2]
+        res = [_pair(name, items, tmp, f"{name}-{comp}-{rnd}", comp) for rnd in range(2)]  # 2 rounds, interleaved
+        if not comp:
+            stores[name] = res[-1][1][2]
+        name = label
         k = len(items)
         p_rate = [k / p[0] for p, _ in res]
         e_rate = [e[0].images_per_s for _, e in res]
@@ -249,7 +262,9 @@ def bench_extraction(items_all, scale: float, threads: int) -> tuple[dict, Path]
         "fp32, batch of 1, `torch.no_grad()`. CPU time counts every thread of the process (decode threads "
         "included): it is what an image costs whatever else runs on the machine; wall-clock images/s also "
         "depends on getting a second core for the decode threads. Shares: decode time (summed over decode "
-        "threads) vs inference time (forward passes).\n")
+        "threads) vs inference time (forward passes). `+ compile`: the same path with the backbone through "
+        f"torch.compile (`models.backbones[].compile: true`); its one-off compilation, excluded from the rate, took "
+        f"{statistics.median(COMPILE_SECONDS) if COMPILE_SECONDS else float('nan'):.0f} s per process.\n")
     _decode_modes(items_all[:max(32, int(192 * scale))], tmp)
     return stores, tmp
 

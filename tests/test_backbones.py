@@ -398,3 +398,19 @@ def test_no_warnings_on_plain_construction():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         create_backbone("tiny_cnn", weights="none")
+
+
+@pytest.mark.slow
+def test_a_compiled_backbone_gives_the_eager_vectors_for_every_batch_size_under_its_own_key():
+    """compile(batch): one fixed-shape graph, partial and oversized batches padded / split; the
+    vectors match the eager module's (bf16 rounding aside) and the extractor key records it."""
+    eager = create_backbone("tiny_cnn", weights="none", device="cpu", seed=0)
+    comp = create_backbone("tiny_cnn", weights="none", device="cpu", seed=0).compile(4)
+    assert comp.key != eager.key and comp.compiled_batch == 4
+    x = torch.rand(11, 3, *eager.preprocess.size)
+    for n in (1, 3, 4, 11):    # smaller than, equal to, and more than the compiled batch
+        a, b = eager.forward_features(x[:n]), comp.forward_features(x[:n])
+        assert a.shape == b.shape == (n, eager.feature_dim)
+        assert torch.allclose(a, b, rtol=0.05, atol=0.05), (n, (a - b).abs().max())
+    with pytest.raises(ValueError):
+        eager.compile(0)

@@ -24,6 +24,8 @@ class BackboneConfig(_Strict):
     resize: Literal["center_crop", "letterbox", "stretch"] | None = None
     findingemo_letterbox: bool = False                             # FindingEmo §3: 800 x 600 letterbox
     batch_size: int = Field(32, ge=1, le=4096)
+    compile: bool = False                   # torch.compile for feature extraction (~40 s once, then faster:
+                                            # ResNet-50 bf16 1.5x here); the extractor key records it
 
     @property
     def key(self) -> str:

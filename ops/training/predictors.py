@@ -34,6 +34,7 @@ class BackboneChoice:
     findingemo_letterbox: bool = False
     batch_size: int = 32
     device: str | None = None
+    compile: bool = False
 
 
 def preprocess_for(choice: BackboneChoice, default: Preprocess) -> Preprocess:
@@ -58,7 +59,8 @@ def load_backbone(choice: BackboneChoice, weights: str | Path) -> Backbone:
     probe = create_backbone(choice.name, weights="none", device="cpu")
     pp = preprocess_for(choice, probe.preprocess)
     dev = None if choice.device in (None, "auto") else choice.device
-    return create_backbone(choice.name, weights=str(weights), preprocess=pp, device=dev)
+    bb = create_backbone(choice.name, weights=str(weights), preprocess=pp, device=dev)
+    return bb.compile(choice.batch_size) if choice.compile else bb
 
 
 def stratify_key(labels: pd.DataFrame, columns: list[str]) -> list[str]:
