@@ -99,7 +99,10 @@ class Aggregator:
         return self
 
     def _fit_counts(self, C: np.ndarray, universe: list[str], ties: list[str | None]):
-        raise NotImplementedError
+        """The counting policies' hook (Majority, Plurality): (winner, status, reason, confidence)
+        per task from the (tasks x labels) vote counts ``C``. Policies that model annotators
+        (CrowdKit) override :meth:`fit` instead and never reach this."""
+        raise NotImplementedError(f"{type(self).__name__} must implement _fit_counts or override fit")
 
     def _set(self, tasks: pd.Index, universe: list[str], C: np.ndarray, winner, status, reason, conf,
              estimates: pd.DataFrame, probas: np.ndarray | None = None) -> None:
