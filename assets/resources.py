@@ -71,12 +71,19 @@ class EmoforgeResource(ConfigurableResource):
         if run is None:
             yield self
             return
-        from warehouse.locks import build_lock
+        from warehouse.locks import build_lock, held_by
 
         root = self.warehouse.root
-        with build_lock(root, command=f"dagster run {run.run_id} ({run.job_name})"):
+        tags = run.tags or {}
+        if held_by(root, build_id=tags.get("emoforge/build_id", ""), run_id=run.run_id):
+            # a step on a cluster worker: its coordinating build (or another step of its own run)
+            # holds the directory; run under that lock. Dead cluster runs are Dagster's run
+            # monitoring's business (deploy/cluster/dagster.yaml), not a pid check on this host.
+            yield self
+            return
+        with build_lock(root, command=f"dagster run {run.run_id} ({run.job_name})", run_id=run.run_id):
             instance = getattr(context, "instance", None)
-            if instance is not None:
+            if instance is not None and os.environ.get("EMOFORGE_EXECUTOR", "in_process") == "in_process":
                 instance.add_run_tags(run.run_id, {"emoforge/pid": str(os.getpid()), "emoforge/data_dir": str(root)})
                 for rid in fail_dead_runs(instance, root, exclude=run.run_id):
                     context.log.warning(f"run {rid} was left STARTED by a process that died: marked failed")

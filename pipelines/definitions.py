@@ -4,12 +4,20 @@
 the same objects: assets and checks are collected from the asset modules (no hand-kept list), and
 every run, from the CLI or the UI, is one of the named jobs below. Runs use the in-process
 executor: on a 2-core machine each extra process would re-import torch and pandas for little gain.
+On a cluster (README "Running on a cluster", deploy/cluster/) ``EMOFORGE_EXECUTOR=celery`` hands
+every step to Celery workers instead (dagster-celery), with the broker and result backend from
+``EMOFORGE_CELERY_BROKER`` / ``EMOFORGE_CELERY_BACKEND``.
 """
 
 from __future__ import annotations
 
+import os
+
 from dagster import (
     AssetSelection,
+    AssetsDefinition,
+    AutomationCondition,
+    AutomationConditionSensorDefinition,
     DefaultScheduleStatus,
     DefaultSensorStatus,
     Definitions,
@@ -22,6 +30,7 @@ from dagster import (
     in_process_executor,
     load_asset_checks_from_modules,
     load_assets_from_modules,
+    map_asset_specs,
     sensor,
 )
 
@@ -30,7 +39,24 @@ from assets.acquisition import scrape_batches
 from assets.resources import DemoWebResource, EmoforgeResource
 
 ASSET_MODULES = [demo, acquisition, dedup, annotations, models, faces, training, release]
-ASSETS = load_assets_from_modules(ASSET_MODULES)
+# Declarative automation (the `refresh_on_new_data` sensor, stopped by default): the stages after
+# deduplication and annotation merging are `eager`: when an upstream table is updated (new batches
+# folded into unique_images, new labels merged), the assets downstream of it are requested, once
+# all their own upstreams are settled; assets whose inputs did not change are not. Each of them
+# reuses what it computed before (cached features, known faces, unchanged labels), so a refresh
+# costs the new data. Scraping, dedup and annotation ingest keep their sensors and schedules, and a
+# release stays a deliberate act.
+AUTOMATED_GROUPS = ("models", "features", "faces", "labels", "training")
+
+
+def _automated(spec):
+    if spec.group_name in AUTOMATED_GROUPS and spec.automation_condition is None:
+        return spec.replace_attributes(automation_condition=AutomationCondition.eager())
+    return spec
+
+
+ASSETS = [map_asset_specs(_automated, [a])[0] if isinstance(a, AssetsDefinition) else a
+          for a in load_assets_from_modules(ASSET_MODULES)]
 CHECKS = load_asset_checks_from_modules([checks, *ASSET_MODULES])
 
 # one scrape batch end to end: search, filter, download, hash
@@ -153,6 +179,13 @@ def annotation_exports_changed(context: SensorEvaluationContext, emoforge: Emofo
     return RunRequest(run_key=key, tags={"emoforge/changed_exports": ", ".join(changed)[:1000]})
 
 
+refresh_on_new_data = AutomationConditionSensorDefinition(
+    "refresh_on_new_data", target=AssetSelection.groups(*AUTOMATED_GROUPS),
+    default_status=DefaultSensorStatus.STOPPED, minimum_interval_seconds=60,
+    description="Declarative automation: requests the feature, model, face, soft-label and training assets "
+                "whose upstream tables were updated since they last ran (AutomationCondition.eager).",
+)
+
 refresh_schedule = ScheduleDefinition(
     name="daily_dedup_refresh", job=dedup_job, cron_schedule="0 3 * * *",
     default_status=DefaultScheduleStatus.STOPPED,
@@ -167,16 +200,32 @@ annotations_schedule = ScheduleDefinition(
 )
 
 
-def build_definitions(resources: dict | None = None) -> Definitions:
-    """The definitions with the given resources (the CLI's), or the environment's (``dagster dev``)."""
+def executor_from_env():
+    """The executor runs use: in-process (default), or Celery workers when ``EMOFORGE_EXECUTOR=celery``."""
+    kind = os.environ.get("EMOFORGE_EXECUTOR", "in_process").strip().lower()
+    if kind in ("", "in_process", "in-process"):
+        return in_process_executor
+    if kind != "celery":
+        raise ValueError(f"EMOFORGE_EXECUTOR={kind!r}: use 'in_process' or 'celery'")
+    from dagster_celery import celery_executor   # the optional [cluster] dependencies
+
+    from pipelines.celery_app import celery_args
+
+    cfg = celery_args()
+    return celery_executor.configured(cfg, name="celery")
+
+
+def build_definitions(resources: dict | None = None, executor=None) -> Definitions:
+    """The definitions with the given resources (the CLI's), or the environment's (``dagster dev``),
+    and the given executor, or the environment's (:func:`executor_from_env`)."""
     return Definitions(
         assets=ASSETS,
         asset_checks=CHECKS,
         jobs=JOBS,
-        sensors=[new_scrape_batches, annotation_exports_changed],
+        sensors=[new_scrape_batches, annotation_exports_changed, refresh_on_new_data],
         schedules=[refresh_schedule, annotations_schedule],
         resources=resources if resources is not None else resources_from_env(),
-        executor=in_process_executor,
+        executor=executor if executor is not None else executor_from_env(),
     )
 
 

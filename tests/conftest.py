@@ -118,3 +118,8 @@ def demo_build(tmp_path_factory):
                                 port=port, root=root, n_models=len(wh.models.all()),
                                 features_at=feats["computed_at"].max())
     sock.close()
+
+
+# the cluster tests start PostgreSQL, RabbitMQ, Redis, an S3 server, the Dagster daemon and Celery
+# workers (deploy/localcluster.py): `make cluster-test` runs them, with the servers installed
+collect_ignore = [] if os.environ.get("EMOFORGE_CLUSTER_TEST") == "1" else ["cluster"]

@@ -7,6 +7,10 @@ command, start time). A second build on the same directory refuses at once with
 process ends, however it ends (kill -9 included), so a crashed build never leaves the directory
 locked. Within one process the lock is re-entrant (the CLI holds it and runs its jobs in process).
 Readers (``emoforge sql``) take no lock.
+
+On a cluster the steps of one build run in other processes (Celery workers): the coordinating
+``emoforge build --cluster`` holds the lock with a ``build_id`` that its runs carry as a tag, and a
+step whose build (or run) is the holder proceeds under that lock (:func:`held_by`).
 """
 
 from __future__ import annotations
@@ -49,8 +53,9 @@ def read_holder(path: Path) -> dict:
 
 
 @contextmanager
-def build_lock(data_dir: Path, command: str | None = None) -> Iterator[Path]:
-    """Hold the data directory's build lock (see the module docstring)."""
+def build_lock(data_dir: Path, command: str | None = None, **ids: str) -> Iterator[Path]:
+    """Hold the data directory's build lock (see the module docstring). ``ids`` (``build_id``,
+    ``run_id``) are recorded in the holder file, for :func:`held_by`."""
     path = lock_path(data_dir).resolve()
     key = str(path)
     with _GUARD:
@@ -68,7 +73,7 @@ def build_lock(data_dir: Path, command: str | None = None) -> Iterator[Path]:
                 raise BuildLocked(path, read_holder(path)) from None
             holder = {"pid": os.getpid(), "host": socket.gethostname(),
                       "command": command or " ".join(sys.argv)[:300],
-                      "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+                      "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **{k: v for k, v in ids.items() if v}}
             os.ftruncate(fd, 0)
             os.pwrite(fd, json.dumps(holder).encode(), 0)
             _HELD[key] = (fd, 1)
@@ -103,3 +108,10 @@ def is_locked_elsewhere(data_dir: Path) -> dict | None:
         return None
     finally:
         os.close(fd)
+
+
+def held_by(data_dir: Path, **ids: str) -> bool:
+    """Whether another live process holds the lock for the given build or run (``build_id=...`` or
+    ``run_id=...``): a step of that build may then run under it."""
+    holder = is_locked_elsewhere(data_dir)
+    return bool(holder) and any(v and holder.get(k) == v for k, v in ids.items())
