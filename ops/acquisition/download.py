@@ -58,6 +58,7 @@ server stay in that worker's session (they are only ever sent back to the same s
 
 from __future__ import annotations
 
+import os
 import queue
 import random
 import threading
@@ -113,6 +114,7 @@ class DownloadSettings:
     max_height: int | None = 10_000      # header limits, after EXIF orientation (width: min/max_width)
     max_pixels: int | None = 40_000_000
     max_aspect_ratio: float | None = 5.0  # long side / short side
+    shared_limiter: str | None = None    # redis://…: per_host holds across every process using it
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "allow_hosts", tuple(self.allow_hosts))
@@ -136,7 +138,7 @@ class DownloadItem:
             raise ValueError(f"candidate {self.candidate_id!r} has no URL")
 
 
-from ops.acquisition.politeness import _HostGate, _Stopped, parse_retry_after  # noqa: E402,F401
+from ops.acquisition.politeness import _HostGate, _Stopped, parse_retry_after, shared_gate_factory  # noqa: E402,F401
 
 
 # ---------------------------------------------------------------------------------------------
@@ -208,8 +210,13 @@ class Downloader:
         self.url_deadline_s = float(_setting(cfg, "url_deadline"))     # per URL, everything included
         self.limits = ImageLimits(min_width, max_width, _setting(cfg, "max_height"),
                                   _setting(cfg, "max_pixels"), _setting(cfg, "max_aspect_ratio"))
-        self._gates: dict[str, _HostGate] = {}
+        self._gates: dict = {}
         self._gates_lock = threading.Lock()
+        shared = _setting(cfg, "shared_limiter") or os.environ.get("EMOFORGE_HOST_LIMITER") or None
+        # a slot's lease outlives the longest request it can cover (the request deadline + margin)
+        self._new_gate = (shared_gate_factory(shared, cfg.per_host, self.deadline_s + 30.0) if shared
+                          else (lambda host: _HostGate(cfg.per_host)))
+        self.shared_limiter = shared
         self._rng = random.Random()
         self.retried = 0  # candidates the last run() downloaded again after a transient failure
 
@@ -218,7 +225,7 @@ class Downloader:
         with self._gates_lock:
             g = self._gates.get(host)
             if g is None:
-                g = self._gates[host] = _HostGate(self.cfg.per_host)
+                g = self._gates[host] = self._new_gate(host)
             return g
 
     def _new_session(self) -> tuple[requests.Session, PinnedAdapter]:

@@ -105,6 +105,9 @@ class DownloadConfig(_Strict):
     max_height: int | None = Field(10_000, ge=1)               # refused: too_tall
     max_pixels: int | None = Field(40_000_000, ge=1)           # refused: too_many_pixels
     max_aspect_ratio: float | None = Field(5.0, ge=1.0)        # long / short side; extreme_aspect_ratio
+    # a Redis URL (redis://host:port/db) through which every process of a cluster shares the
+    # per_host slots and 429/503 pauses; null = per process (default: $EMOFORGE_HOST_LIMITER)
+    shared_limiter: str | None = Field(None, pattern=r"^rediss?://")
 
 
 class AcquisitionConfig(_Strict):

@@ -154,10 +154,16 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         self.demo._log(self.command, self.path)
+        counted = not self.path.startswith(("/search", "/__emoforge/"))
+        if counted:
+            self.demo._enter()
         try:
             self._route()
         except (ConnectionError, socket.timeout, OSError):
             self.close_connection = True
+        finally:
+            if counted:
+                self.demo._leave()
 
     def _route(self) -> None:
         split = urlsplit(self.path)
@@ -167,6 +173,8 @@ class _Handler(BaseHTTPRequestHandler):
             return self._search(split.query)
         if split.path == IDENTITY_PATH:
             return self._send(200, json.dumps(self.demo.identity).encode(), "application/json")
+        if split.path == STATS_PATH:
+            return self._send(200, json.dumps(self.demo.stats()).encode(), "application/json")
         if head == "page" and len(parts) == 2:
             return self._page(parts[1])
         if head == "img" and len(parts) == 2:
@@ -256,6 +264,8 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 IDENTITY_PATH = "/__emoforge/identity"
+# what the host saw: image requests served at once (the most so far), for politeness checks
+STATS_PATH = "/__emoforge/stats"
 
 
 def corpus_identity(corpus_dir: Path) -> dict:
@@ -288,6 +298,7 @@ class DemoServer:
         self._log_lock = threading.Lock()
         self._request_log: list[tuple[str, str]] = []
         self._seen_paths: set[str] = set()
+        self._in_flight = self._max_in_flight = self._served = 0
         self._stopping = threading.Event()
         self._httpd: _DemoHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -307,6 +318,22 @@ class DemoServer:
     def _log(self, method: str, path: str) -> None:
         with self._log_lock:
             self._request_log.append((method, path))
+
+    def _enter(self) -> None:
+        with self._log_lock:
+            self._in_flight += 1
+            self._served += 1
+            self._max_in_flight = max(self._max_in_flight, self._in_flight)
+
+    def _leave(self) -> None:
+        with self._log_lock:
+            self._in_flight -= 1
+
+    def stats(self) -> dict:
+        """Image requests (everything but search and these endpoints): served, in flight now, and
+        the most in flight at once since the start (every demo URL is one host, 127.0.0.1)."""
+        with self._log_lock:
+            return {"served": self._served, "in_flight": self._in_flight, "max_in_flight": self._max_in_flight}
 
     def _first_request(self, path: str) -> bool:
         with self._log_lock:
