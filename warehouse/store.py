@@ -152,8 +152,9 @@ class BlobStore:
     Storing the same bytes twice costs nothing: the second ``put`` finds the file and returns.
     """
 
-    def __init__(self, root: Path):
+    def __init__(self, root: Path, mirror: Callable[[Path], None] | None = None):
         self.root = Path(root)
+        self.mirror = mirror      # called with each newly stored blob's path (object storage)
 
     def path(self, sha256: str) -> Path:
         return self.root / sha256[:2] / sha256[2:4] / sha256
@@ -174,6 +175,8 @@ class BlobStore:
         sha = hashlib.sha256(data).hexdigest()
         if not self.has_complete(sha, len(data)):  # absent, or cut short by a crash: (re)write
             atomic_write_bytes(self.path(sha), data, durable=durable)
+            if self.mirror is not None:
+                self.mirror(self.path(sha))
         return sha
 
     def get(self, sha256: str) -> bytes:
@@ -194,10 +197,33 @@ class Warehouse:
         self.root = Path(data_dir).expanduser().resolve() if data_dir else default_data_dir()
         self.tables_dir = self.root / "tables"
         self.state_dir = self.root / "state"
-        self.blobs = BlobStore(self.root / "blobs")
+        self.blobs = BlobStore(self.root / "blobs", mirror=self._mirror if os.environ.get("EMOFORGE_OBJECT_STORE") else None)
         self.db_path = self.root / "warehouse.duckdb"
         self.dagster_home = self.root / "dagster"
         self.exports_dir = self.root / "exports"
+
+    # ---- object storage (warehouse.objectstore) ------------------------------------------------
+    @property
+    def object_store(self):
+        """The object store this directory's files are also written to ($EMOFORGE_OBJECT_STORE), or None."""
+        if not hasattr(self, "_object_store"):
+            from warehouse.objectstore import ObjectStore
+
+            self._object_store = ObjectStore.from_env()
+        return self._object_store
+
+    def _mirror(self, path: Path) -> None:
+        store = self.object_store
+        if store is not None:
+            store.put(path, Path(path).relative_to(self.root).as_posix())
+
+    def publish(self) -> dict:
+        """Copy what the object store lacks of this directory (``emoforge publish``)."""
+        from warehouse.objectstore import publish
+
+        if self.object_store is None:
+            raise ValueError("no object store: set EMOFORGE_OBJECT_STORE (e.g. s3://bucket/prefix)")
+        return publish(self.root, self.object_store)
 
     # ---- layout -------------------------------------------------------------------------------
     def ensure(self) -> "Warehouse":
@@ -362,6 +388,7 @@ class Warehouse:
         path = self.table_path(name, partition)
         table = to_arrow(df, schema)
         atomic_write_parquet(path, table)
+        self._mirror(path)
         if partition is not None and name in INDEXED_TABLES:
             self._index(name, *INDEXED_TABLES[name]).invalidate(partition)
         if refresh and not self.catalog_covers(name, path):
@@ -433,7 +460,11 @@ class Warehouse:
         from warehouse.catalog import build_catalog, registered_views
 
         self.root.mkdir(parents=True, exist_ok=True)
-        return build_catalog(self.root, self.db_path, registered_views(self.root), self._lock_path)
+        desc = build_catalog(self.root, self.db_path, registered_views(self.root), self._lock_path)
+        for rel in ("state/catalog.json", "state/views.json"):
+            if (self.root / rel).exists():
+                self._mirror(self.root / rel)
+        return desc
 
     def register_views(self, views: dict[str, str]) -> dict:
         """Add or replace SQL views (name -> SELECT) that every catalog build recreates; rebuild."""
