@@ -81,9 +81,9 @@ def test_downloaders_in_two_processes_share_the_per_host_limit(redis_url):
             if p.is_alive():
                 p.kill()
         server.close()
-    assert [s for r in results for s in r] == ["ok"] * 24
+    assert [s for r in results for s in r] == ["ok"] * 24, results
     # each process alone would allow 2 at once (4 together); shared, the host never saw more than 2
-    assert server.max_inflight == 2
+    assert server.max_inflight == 2, f"the host saw {server.max_inflight} requests at once"
 
 
 def test_a_pause_set_by_one_worker_holds_for_the_others(redis_url):
