@@ -33,6 +33,10 @@ from localcluster import BIN, LocalCluster, free_port  # noqa: E402
 
 pytestmark = [pytest.mark.slow, pytest.mark.cluster]
 PER_HOST = 2
+# the whole demo by default; EMOFORGE_CLUSTER_SELECT narrows it (e.g. "group:demo or group:acquisition
+# or group:dedup or group:annotations": the distributed part, when a full build takes too long here)
+SELECT = os.environ.get("EMOFORGE_CLUSTER_SELECT", "").strip()
+FULL = not SELECT
 
 
 @pytest.fixture(scope="module")
@@ -61,6 +65,10 @@ def emoforge(c: LocalCluster, *args: str, log: str | None = None, wait: bool = T
 def build_args(c: LocalCluster, *extra: str) -> list[str]:
     return ["build", "--demo", "--config", str(c.cfg), "--data-dir", str(c.data_dir),
             "--cluster", str(c.workspace), *extra]
+
+
+def first_build_args(c: LocalCluster) -> list[str]:
+    return build_args(c, *(["--select", SELECT] if SELECT else []))
 
 
 def sql(c: LocalCluster, query: str, *extra: str) -> list[dict]:
@@ -104,7 +112,7 @@ def expected_statuses(c: LocalCluster) -> dict:
 
 @pytest.fixture(scope="module")
 def built(cluster):
-    rc = emoforge(cluster, *build_args(cluster), log="build")
+    rc = emoforge(cluster, *first_build_args(cluster), log="build")
     assert rc == 0, (cluster.root / "logs" / "build.log").read_text()[-5000:]
     return cluster
 
@@ -117,8 +125,9 @@ def test_the_demo_builds_end_to_end_on_both_workers(built):
     runs = inst.get_runs(RunsFilter(tags={"emoforge/cli": "build"}))
     assert runs and all(r.status == DagsterRunStatus.SUCCESS for r in runs)
     jobs = Counter(r.job_name for r in runs)
-    assert {"demo_job", "scrape_batch_job", "dedup_job", "annotations_job", "models_job", "faces_job",
-            "training_job", "release_job"} <= set(jobs)
+    assert {"demo_job", "scrape_batch_job", "dedup_job"} <= set(jobs)
+    if FULL:
+        assert {"annotations_job", "models_job", "faces_job", "training_job", "release_job"} <= set(jobs)
     batch_workers = {w for r in runs if r.job_name == "scrape_batch_job" for _, w in step_workers(inst, r.run_id)}
     assert {w.split("@")[0] for w in batch_workers} == {"worker1", "worker2"}
 
@@ -127,7 +136,8 @@ def test_the_demo_builds_end_to_end_on_both_workers(built):
     got = {(r["query"], int(r["rank"])): r["status"] for r in rows}
     assert len(rows) == len(expected) == len({r["candidate_id"] for r in rows})
     assert {k: (got.get(k), v) for k, v in expected.items() if got.get(k) != v} == {}
-    for table, key in (("unique_images", "sha256"), ("image_features", "sha256"), ("soft_labels", "sha256")):
+    keyed = [("unique_images", "sha256")] + ([("image_features", "sha256"), ("soft_labels", "sha256")] if FULL else [])
+    for table, key in keyed:
         dup = sql(c, f"select count(*) - count(distinct {key}) as d, count(*) as n from {table}",
                   "--data-dir", str(c.data_dir))[0]
         assert dup["n"] > 0 and dup["d"] == 0, table
@@ -197,7 +207,7 @@ def test_sql_answers_the_same_over_the_directory_and_the_object_store(built):
     store = c.env()["EMOFORGE_OBJECT_STORE"]
     for query in ("select count(*) as n, count(distinct sha256) as d from unique_images",
                   "select status, count(*) as n from downloaded_images group by all order by all",
-                  "select * from emotion8_stats order by all"):
+                  *(["select * from emotion8_stats order by all"] if FULL or "annotations" in SELECT else [])):
         local = sql(c, query, "--data-dir", str(c.data_dir))
         remote = sql(c, query, "--object-store", store)
         assert local and remote == local, query
