@@ -11,7 +11,7 @@ DATA   ?= $(CURDIR)/data/demo
 CONFIG ?=
 STAMP   = $(VENV)/.emoforge-installed
 
-.PHONY: demo test test-fast ui bench install clean-demo lint-imports cluster-test
+.PHONY: demo test test-fast ui ui-test bench install clean-demo lint-imports cluster-test
 
 install: $(STAMP)
 
@@ -55,6 +55,13 @@ ui: $(STAMP)
 	DAGSTER_HOME=$(DATA)/dagster EMOFORGE_HOME=$(DATA) \
 	  $(if $(CONFIG),EMOFORGE_CONFIG=$(abspath $(CONFIG)),EMOFORGE_DEMO=1) \
 	  $(BIN)/dagster dev -h 127.0.0.1 -p 3000
+
+# browser check of the Dagster UI (tests/ui/run_ui_check.py): Playwright driving Debian's Chromium, both
+# installed when missing; builds the demo into a temporary directory unless UI_TEST_ARGS="--data-dir DIR"
+# names a finished build (e.g. UI_TEST_ARGS="--data-dir $(DATA)" after `make demo`); screenshots and
+# report.md in tests/ui/results/
+ui-test: $(STAMP)
+	bash tests/ui/ui_test.sh $(UI_TEST_ARGS)
 
 # the demo on PostgreSQL, RabbitMQ/Redis, two Celery workers, the daemon and an S3 server, all on
 # 127.0.0.1 (installs the Debian servers and the [cluster] extra when missing; README "Running on a cluster")
