@@ -154,7 +154,9 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         self.demo._log(self.command, self.path)
-        counted = not self.path.startswith(("/search", "/__emoforge/"))
+        # a stalled response outlives the client, which gives up (timeout) and frees its slot: the
+        # host keeps answering nobody, so it is not a request the client holds
+        counted = not self.path.startswith(("/search", "/__emoforge/", "/stall/"))
         if counted:
             self.demo._enter()
         try:
@@ -330,8 +332,9 @@ class DemoServer:
             self._in_flight -= 1
 
     def stats(self) -> dict:
-        """Image requests (everything but search and these endpoints): served, in flight now, and
-        the most in flight at once since the start (every demo URL is one host, 127.0.0.1)."""
+        """Image requests (everything but search, these endpoints and stalled responses, which the
+        client abandons): served, in flight now, and the most in flight at once since the start
+        (every demo URL is one host, 127.0.0.1)."""
         with self._log_lock:
             return {"served": self._served, "in_flight": self._in_flight, "max_in_flight": self._max_in_flight}
 

@@ -93,7 +93,7 @@ def step_workers(instance, run_id: str) -> list[tuple[str, str]]:
     out = []
     for rec in instance.all_logs(run_id):
         ev = rec.dagster_event
-        if ev is not None and ev.event_type_value == "ENGINE_EVENT" and "in celery worker" in (rec.user_message or ""):
+        if ev is not None and ev.event_type_value == "ENGINE_EVENT" and "in celery worker" in (ev.message or ""):
             md = ev.event_specific_data.metadata
             out.append((ev.step_key, md["Celery worker"].value))
     return out
