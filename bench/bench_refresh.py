@@ -5,8 +5,8 @@ full build's wall time.
     .venv/bin/python bench/bench_refresh.py [--frac 0.01] [--keep]        (from the repo root)
     .venv/bin/python bench/bench_refresh.py --render /tmp/bench_refresh_XXXX   (re-render a kept run's results)
 
-About 25 min on an idle 2-core machine going by `make demo`; 106 min under the shared machine's load
-of 7-17 (bench/results/refresh.md).
+Four demo builds in a row: 106 min on the shared 2-core machine at load averages of 7-17
+(bench/results/refresh.md).
 
 Everything happens in one temporary directory, side by side in one run of this script, through the
 CLI as a user runs it (`.venv/bin/emoforge build --demo --config FILE --data-dir DIR`, one process
