@@ -40,7 +40,8 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
-# the unit tests only (no Dagster builds, no long integration tests), on both cores (pytest-xdist,
+# the unit tests only (no Dagster builds, no trained models or face detectors, no demo worlds; tests
+# of a second or more are marked slow), on both cores (pytest-xdist,
 # one test file per worker so that module fixtures are built once); PYTEST_ARGS="-n 0" runs them serially
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q -m "not slow" -n 2 --dist loadfile $(PYTEST_ARGS)

@@ -45,6 +45,7 @@ def independent_leaf_stats() -> pd.DataFrame:
     return out
 
 
+@pytest.mark.slow
 def test_real_emotion8_stats_equal_independent_computation():
     ann, merged = real()
     want = independent_leaf_stats()
@@ -65,6 +66,7 @@ def test_real_emotion8_stats_equal_independent_computation():
         assert r[["arousal_mean", "valence_mean", "ambiguity_mean"]].astype(float).round(2).tolist() == pytest.approx([ar, va, am], abs=0.0051)
 
 
+@pytest.mark.slow
 def test_real_emotion24_and_cooccurrence():
     ann, merged = real()
     raw = pd.read_csv(default_findingemo_path())
@@ -149,6 +151,7 @@ def _same(a: pd.DataFrame, b: pd.DataFrame) -> None:
             assert x.astype(object).where(x.notna(), None).tolist() == y.astype(object).where(y.notna(), None).tolist(), c
 
 
+@pytest.mark.slow
 def test_sql_views_equal_pandas_and_work_over_parquet(tmp_path):
     ann = multi_fixture()
     merged = merge_annotations(ann)

@@ -32,6 +32,7 @@ def write(tmp_path, name, text):
 
 # ---- the real FindingEmo-Light export -----------------------------------------------------------
 
+@pytest.mark.slow
 def test_real_findingemo_light_conventions():
     ann, rej = real()
     raw = pd.read_csv(default_findingemo_path(), dtype=str, keep_default_na=False)
@@ -78,6 +79,7 @@ BAD_ANN = HEADER + """
 """
 
 
+@pytest.mark.slow
 def test_findingemo_rejects_are_counted_with_file_line_field(tmp_path):
     p = write(tmp_path, "bad.ann", BAD_ANN.lstrip("\n"))
     ann, rej = read_findingemo_ann(p)

@@ -4,6 +4,7 @@ Dagster's own automation engine against an instance's materialization history.""
 
 from __future__ import annotations
 
+import pytest
 from dagster import AssetKey, AssetMaterialization, DagsterInstance, evaluate_automation_conditions
 
 from pipelines.definitions import AUTOMATED_GROUPS, build_definitions, resources_from_env
@@ -29,6 +30,7 @@ def _settled_instance(defs):
     return instance, graph
 
 
+@pytest.mark.slow
 def test_new_labels_request_exactly_what_depends_on_them():
     defs = build_definitions(resources=resources_from_env())
     instance, graph = _settled_instance(defs)
@@ -45,6 +47,7 @@ def test_new_labels_request_exactly_what_depends_on_them():
     assert AssetKey("annotation_stats") not in requested and AssetKey("dataset_release") not in requested
 
 
+@pytest.mark.slow
 def test_new_images_flow_to_features_and_everything_after_them():
     defs = build_definitions(resources=resources_from_env())
     instance, graph = _settled_instance(defs)

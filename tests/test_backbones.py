@@ -24,6 +24,9 @@ from models.heads import LinearHead, MLPHead, make_head
 from models.small_cnn import TinyCNN
 from models.weights import find_timm_file, rename_legacy_densenet_keys
 
+# integration tests (trained models, face detectors, demo worlds or exports): `make test`, not `make test-fast`
+pytestmark = pytest.mark.slow
+
 REQUIRED = [
     "resnet18", "resnet34", "resnet50", "resnet101", "vgg16", "vgg19", "densenet121",
     "densenet161", "alexnet", "efficientnet_b3", "xception", "resnet18_places365",
@@ -86,7 +89,6 @@ def test_xception_comes_from_timm():
     assert b.forward_features(_x(b=1)).shape == (1, 2048)
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(set(REQUIRED) | set(list_backbones())))
 def test_every_registered_name_constructs(name):
     if name.startswith("xception"):
@@ -400,7 +402,6 @@ def test_no_warnings_on_plain_construction():
         create_backbone("tiny_cnn", weights="none")
 
 
-@pytest.mark.slow
 def test_a_compiled_backbone_gives_the_eager_vectors_for_every_batch_size_under_its_own_key():
     """compile(batch): one fixed-shape graph, partial and oversized batches padded / split; the
     vectors match the eager module's (bf16 rounding aside) and the extractor key records it."""

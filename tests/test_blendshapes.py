@@ -11,6 +11,9 @@ from ops.faces import blendshapes as blend
 from ops.faces.landmarks import FaceLandmarker
 from warehouse.features import FeatureStore
 
+# integration tests (trained models, face detectors, demo worlds or exports): `make test`, not `make test-fast`
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope="module")
 def landmarker():

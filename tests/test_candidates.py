@@ -1,4 +1,5 @@
 import pandas as pd
+import pytest
 
 from ops.acquisition import statuses as S
 from ops.acquisition.candidates import PENDING, blacklist_match, filter_candidates, normalize_url, registered_domain
@@ -14,6 +15,7 @@ def test_normalize_url():
     assert normalize_url("http://bad:port/") is None
 
 
+@pytest.mark.slow
 def test_blacklist_matches_registered_domain_and_subdomains():
     bl = ["shutterstock.com", "stock.adobe.com"]
     assert blacklist_match("shutterstock.com", bl) == "shutterstock.com"

@@ -67,6 +67,7 @@ def _hold(data_dir, build_id, ready, release):
         release.wait(60)
 
 
+@pytest.mark.slow
 def test_a_cluster_builds_lock_admits_its_own_steps_only(tmp_path):
     from warehouse.locks import BuildLocked, build_lock, held_by
 
@@ -126,6 +127,7 @@ def s3_env(s3_endpoint, monkeypatch):
     return f"s3://{bucket}/demo"
 
 
+@pytest.mark.slow
 def test_tables_written_to_s3_are_queried_back_through_the_cli(tmp_path, clean_env, s3_env, s3_endpoint, capsys):
     import boto3
 

@@ -25,6 +25,9 @@ from ops.demo.corpus import (
 )
 from ops.demo.server import DemoServer
 
+# integration tests (trained models, face detectors, demo worlds or exports): `make test`, not `make test-fast`
+pytestmark = pytest.mark.slow
+
 N = SMALL_DEMO_N  # small enough to build twice in a few seconds, big enough to hold every fault kind
 
 FAULT_KINDS = {

@@ -44,6 +44,9 @@ from ops.demo.faces import (
 from ops.demo.scenes import REJECT_TAGS
 from ops.demo.world import ANN_FILE, MANIFEST, build_world, load_world
 
+# integration tests (trained models, face detectors, demo worlds or exports): `make test`, not `make test-fast`
+pytestmark = pytest.mark.slow
+
 TINY = {"seed": 5, "n_faces": 24, "n_scenes": 20, "face_size": 256}
 VOTE_LABELS = list(A.FACE_LABELS)
 

@@ -182,6 +182,7 @@ def test_exif_orientation_measured_after_transpose(server, tmp_path):
     assert (rows["plain"]["status"], rows["plain"]["width"]) == (st.TOO_SMALL, 700)
 
 
+@pytest.mark.slow
 def test_every_failure_status(server, tmp_path):
     good = make_image(120, 80)
     trunc = make_image(200, 150, noise=True)
@@ -267,6 +268,7 @@ def test_pil_warning_level_bomb_is_refused(server, tmp_path, monkeypatch):
     assert row["status"] == st.DECOMPRESSION_BOMB and not blobs
 
 
+@pytest.mark.slow
 def test_429_retry_after_then_ok(server, tmp_path):
     good = make_image(120, 80)
     server.routes["/busy"] = lambda h, n: (send(h, 429, b"", "text/plain", {"Retry-After": "1"}) if n == 0
@@ -298,6 +300,7 @@ def test_retry_after_beyond_cap_gives_up(server, tmp_path):
     assert rows["b"]["status"] == "http_503" and "max_retry_after" in rows["b"]["error"]
 
 
+@pytest.mark.slow
 def test_429_pauses_the_whole_host(server, tmp_path, monkeypatch):
     good = make_image(120, 80)
     # Observe the host pause as it is set (the downloader has no public hook for it yet: this wraps
@@ -358,6 +361,7 @@ def test_connection_refused_is_connection_error(tmp_path):
     assert row["status"] == st.CONNECTION_ERROR and row["attempts"] == 2
 
 
+@pytest.mark.slow
 def test_trickling_server_hits_the_total_deadline(server, tmp_path):
     # Each handler trickles one byte every 0.05 s (each read well within read_timeout 0.3 s) for up
     # to 20 s and records how many bytes it got out before the client hung up. Pacing makes the
@@ -394,6 +398,7 @@ def test_trickling_server_hits_the_total_deadline(server, tmp_path):
         assert sent[path] < bound, (path, sent[path])
 
 
+@pytest.mark.slow
 def test_per_host_limit(server, tmp_path):
     good = make_image(120, 80)
 
@@ -428,6 +433,7 @@ def _journal_ids(path):
     return [json.loads(line)["candidate_id"] for line in path.read_text().splitlines() if line.strip()]
 
 
+@pytest.mark.slow
 def test_resume_after_interrupt(server, tmp_path):
     n = 16
     imgs = [make_image(110 + i, 60) for i in range(n)]
@@ -494,6 +500,7 @@ d.run([DownloadItem(f"c{i}", (u,)) for i, u in enumerate(urls)], journal)
 """
 
 
+@pytest.mark.slow
 def test_resume_after_kill(server, tmp_path):
     import os
     import signal

@@ -205,6 +205,7 @@ SHAPES = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("shape", sorted(SHAPES))
 def test_trickling_body_is_cut_at_the_deadline_on_every_response_shape(shape, tmp_path):
     # One byte every 0.05 s (each read well within read_timeout 0.3 s), 400 bytes (20 s) in all,
@@ -225,6 +226,7 @@ def test_trickling_body_is_cut_at_the_deadline_on_every_response_shape(shape, tm
         srv.close()
 
 
+@pytest.mark.slow
 def test_url_deadline_bounds_retries_of_a_trickling_url(tmp_path):
     # retries=5 would make 6 requests of 1.1 s each; url_deadline 1.5 s leaves room for the first
     # one and a shortened second one: the URL ends there, saying which deadline ended it
@@ -317,6 +319,7 @@ def test_new_statuses_are_known_and_documented():
         assert f"`{s}`" in para, f"{s} missing from README's Statuses paragraph"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("n_images", [240, 5000])
 def test_default_limits_keep_every_ok_image_of_the_demo_corpus(n_images):
     from ops.demo.config import demo_config
@@ -532,6 +535,7 @@ def test_download_phash_equals_phash_fast_on_the_same_bytes():
         assert (c.phash, c.phash_mode) == (hashes_to_hex([phash_fast(data)])[0], "fast"), name
 
 
+@pytest.mark.slow
 def test_one_decode_per_image_and_image_hashes_reuses_the_downloaders_phash(server, tmp_path, loads):
     samples = _samples()
     loads.clear()  # (building the samples decoded some)

@@ -49,6 +49,9 @@ from ops.faces.pipeline import (
     reusable_status,
 )
 
+# integration tests (trained models, face detectors, demo worlds or exports): `make test`, not `make test-fast`
+pytestmark = pytest.mark.slow
+
 
 def png_bytes(a: np.ndarray) -> bytes:
     buf = io.BytesIO()
@@ -228,7 +231,6 @@ def test_an_incremental_run_reuses_unchanged_images_and_redoes_lost_crops(photos
     assert changed.reused == [] and len(changed.status) == 4
 
 
-@pytest.mark.slow
 def test_process_workers_give_the_same_rows(photos):
     items = [(sha(photos[k]), photos[k], "detect") for k in ("astro", "flat")]
     items.append(("w" * 64, photos["group"], "whole_image"))

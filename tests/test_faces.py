@@ -330,6 +330,7 @@ def test_no_face_gives_none_with_reason(landmarker):
 
 # ---- demographics -----------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_age_and_gender_with_provenance(retina, agegender):
     img = astronaut()
     (face,) = retina.detect(img)

@@ -241,6 +241,7 @@ def test_vectors_equal_a_direct_forward(corpus, data_dir, backbone, decode_mode,
     np.testing.assert_allclose(got, want, rtol=tol, atol=tol)
 
 
+@pytest.mark.slow
 def test_image_features_rows_one_per_image_and_extractor(corpus, data_dir, backbone):
     good, bad = corpus
     tables = []

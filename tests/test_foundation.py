@@ -243,6 +243,7 @@ def test_sql_cannot_write_or_read_outside_the_warehouse(small_warehouse, sql, ca
 
 # ---- item 10: a reader holding the catalog open never blocks a build ----------------------------------
 
+@pytest.mark.slow
 def test_a_reader_holding_the_catalog_does_not_block_writes(small_warehouse):
     wh = small_warehouse
     holder = subprocess.Popen(
@@ -439,6 +440,7 @@ def test_seen_urls_and_known_hashes_from_the_persistent_index_match_the_files(tm
 
 # ---- item 17: emoforge sql streams ------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_sql_streams_a_large_result_in_every_format(small_warehouse, capsys):
     root = str(small_warehouse.root)
     assert main(["sql", "--data-dir", root, "--format", "csv", "select range as i from range(250000)"]) == 0

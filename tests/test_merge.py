@@ -145,6 +145,7 @@ def dawid_skene_fixture():
     return frame(rows), truth
 
 
+@pytest.mark.slow
 def test_dawid_skene_with_confusions():
     df, truth = dawid_skene_fixture()
     m, est = merge_annotations_with_estimates(df, "dawid_skene")

@@ -77,6 +77,7 @@ EXACT_CASES = [
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("w,h,mode,fmt,kw", EXACT_CASES, ids=[f"{c[3]}-{c[2]}-{c[0]}x{c[1]}" for c in EXACT_CASES])
 def test_exact_matches_imagehash(tmp_path, w, h, mode, fmt, kw):
     rng = np.random.default_rng(w * 7919 + h)
@@ -97,6 +98,7 @@ def test_exact_matches_imagehash(tmp_path, w, h, mode, fmt, kw):
         assert ph.phash_fast(data) == ph.phash_exact(data)
 
 
+@pytest.mark.slow
 def test_fast_close_to_exact_on_jpegs():
     """Fast mode (JPEG draft decode, batched matrix DCT) vs exact on JPEGs.
 

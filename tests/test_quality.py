@@ -1,10 +1,12 @@
 """The GX suites behind the blocking checks fail on the violations they exist for."""
 
 import pandas as pd
+import pytest
 
 from ops import quality
 
 
+@pytest.mark.slow
 def test_images_suite_catches_duplicates_and_widths():
     good = pd.DataFrame({"sha256": ["a" * 64, "b" * 64], "width": [801, 1599]})
     assert quality.validate(good, "images", quality.images_suite(800, 1600)).success
@@ -17,6 +19,7 @@ def test_images_suite_catches_duplicates_and_widths():
     assert not out.success and out.failures()[0].unexpected_count == 2
 
 
+@pytest.mark.slow
 def test_downloads_suite_needs_one_known_status_per_candidate():
     df = pd.DataFrame({"candidate_id": ["c1", "c2", "c2"], "status": ["ok", "http_404", "weird"]})
     out = quality.validate(df, "dl", quality.downloads_suite(2, ["ok", "http_404"]))

@@ -30,6 +30,9 @@ from ops.release.freeze import verify
 from pipelines.cli import main
 from warehouse.store import Warehouse
 
+# integration tests (trained models, face detectors, demo worlds or exports): `make test`, not `make test-fast`
+pytestmark = pytest.mark.slow
+
 EMO8 = ["Joy", "Trust", "Fear", "Surprise", "Sadness", "Disgust", "Anger", "Anticipation"]
 AFFECTNET8 = ["Neutral", "Happy", "Sad", "Surprise", "Fear", "Disgust", "Anger", "Contempt"]
 SOFT = [c.lower() for c in AFFECTNET8]

@@ -8,6 +8,7 @@ from ops.acquisition.search import HttpJsonSearch, run_searches
 from ops.acquisition.url_lists import UrlListError, UrlListSpec, load_url_list, url_list_hits
 
 
+@pytest.mark.slow
 def test_findingemo_url_list_groups_backups_in_idx_order():
     path = findingemo_data_dir() / "dataset_urls_exploded.json"
     recs = json.load(open(path))

@@ -41,6 +41,9 @@ from ops.labels.soft_labels import (
     train_ebc,
 )
 
+# integration tests (trained models, face detectors, demo worlds or exports): `make test`, not `make test-fast`
+pytestmark = pytest.mark.slow
+
 EMOTIONS = ["Neutral", "Happy", "Sad", "Surprise", "Fear", "Disgust", "Anger", "Contempt"]  # Eq. 1, by hand
 DIMS = {"resnet50": 24, "efficientnet_b3": 16, "xception": 32}
 AU_BACKBONE = "resnet50"

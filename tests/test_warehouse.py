@@ -67,6 +67,7 @@ def test_all_null_columns_read_back_as_strings(tmp_path):
     assert wh.read_table("p")["x"].tolist()[1] == "v"
 
 
+@pytest.mark.slow
 def test_all_null_arrow_typed_column_round_trip(tmp_path):
     """A column pandas holds as null[pyarrow] (as pandas 3 may produce) still reads back usable."""
     import pyarrow as pa
