@@ -111,20 +111,21 @@ def face_metadata(context: AssetExecutionContext, emoforge: EmoforgeResource):
     io = AssetIO(context, emoforge, cfg)
     fc = io.read("faces")
     if not cfg.metadata or fc.empty:
-        out = pd.DataFrame(columns=list(face_meta.METADATA_COLUMNS))
-        written = io.write("face_metadata", out, schema=face_meta.METADATA_SCHEMA)
+        out = pd.DataFrame(columns=list(face_meta.METADATA_TABLE_SCHEMA.names))
+        written = io.write("face_metadata", out, schema=face_meta.METADATA_TABLE_SCHEMA)
         io.register_views(tables.metadata_views(io.wh.query("select * from merged_annotations limit 0").columns))
         return io.result(written, note="faces.metadata is off" if not cfg.metadata else "no faces")
-    rows = fc.to_dict("records")
-    out = face_meta.face_metadata(((r["face_id"], io.wh.blobs.path(r["crop_sha256"]), r) for r in rows),
-                                  ethnicity_weights=cfg.ethnicity_weights)
+    previous = io.read("face_metadata") if io.has("face_metadata") else None
+    out, reused = face_meta.incremental_face_metadata(fc, io.wh.blobs.path, previous, code=code_version(face_meta),
+                                                      ethnicity_weights=cfg.ethnicity_weights)
     out = out.merge(fc[["face_id", "sha256", "mode"]], on="face_id", how="left")
-    written = io.write("face_metadata", out, schema=face_meta.METADATA_SCHEMA)
+    written = io.write("face_metadata", out, schema=face_meta.METADATA_TABLE_SCHEMA)
     io.register_views(tables.metadata_views(io.wh.query("select * from merged_annotations limit 0").columns))
     found = {c: int(out[c].notna().sum()) for c in ("yaw", "age", "gender", "ethnicity")}
     reasons = {c: out.loc[out[c].isna(), f"{c.split('_')[0]}_reason" if c != "yaw" else "pose_reason"]
                .dropna().value_counts().head(3).to_dict() for c in ("yaw", "age", "gender", "ethnicity")}
-    return io.result(written, items_in=len(fc), items_out=found["yaw"], estimated=MetadataValue.json(found),
+    return io.result(written, items_in=len(fc), items_out=found["yaw"], reused_rows=reused,
+                     computed_rows=int(len(out) - reused), estimated=MetadataValue.json(found),
                      not_estimated_because=MetadataValue.json(reasons),
                      examples=md_table(out[["face_id", "yaw", "pitch", "roll", "age", "gender", "ethnicity_reason"]]))
 

@@ -21,6 +21,7 @@ from ops.training import backbone_training, classifier, labels, plots, predictor
 from ops.training.backbone_training import BackboneTrainingSpec, train_small_backbone
 from ops.training.holdout import holdout_mask
 from ops.training.labels import AFFECTNET8_CLASSES, EMO8_CLASSES, KEEP_CLASSES
+from ops.training.reuse import LabelBudget
 from ops.training.predictors import BackboneChoice, fit_or_reuse, load_backbone, predict_task, train_head_task
 
 GROUP = "models"
@@ -94,7 +95,7 @@ def _model_metadata(io, desc: dict, trained: bool, title: str) -> dict:
 def backbones(context: AssetExecutionContext, emoforge: EmoforgeResource):
     cfg = emoforge.settings.models
     io = AssetIO(context, emoforge, cfg.backbones)
-    rows, trained_now = [], []
+    rows, trained_now, kept = [], [], {}
     for b in cfg.backbones:
         choice = _choice(b, cfg.device)
         weights, version = b.weights, None
@@ -107,6 +108,9 @@ def backbones(context: AssetExecutionContext, emoforge: EmoforgeResource):
             weights, version = str(io.wh.root / desc["path"]), desc["model_version"]
             if trained:
                 trained_now.append(version)
+            elif "label_budget" in desc:   # labels moved, but within models.retrain_label_change
+                kept[b.key] = {"model_version": version, **desc["label_budget"]}
+                context.log.info(f"backbone {b.key}: kept {version}: {desc['label_budget']}")
         bb = load_backbone(choice, weights)
         key = extract.feature_key(bb)
         rows.append({"id": b.key, "name": b.name, "extractor": key, "feature_dim": int(bb.feature_dim), "layer": bb.layer,
@@ -117,7 +121,9 @@ def backbones(context: AssetExecutionContext, emoforge: EmoforgeResource):
     written = io.write("backbones", df)
     if trained_now:
         io.wh.write_model_versions()
-    return io.result(written, trained_now=MetadataValue.json(trained_now), examples=md_table(df, max_chars=48))
+    return io.result(written, trained_now=MetadataValue.json(trained_now),
+                     kept_within_label_budget=MetadataValue.json(kept or {"note": "no backbone kept with changed labels"}),
+                     examples=md_table(df, max_chars=48))
 
 
 def _train_small(io, choice: BackboneChoice, cfg, bid: str, tasks: list[str]):
@@ -142,12 +148,16 @@ def _train_small(io, choice: BackboneChoice, cfg, bid: str, tasks: list[str]):
     combined = ["|".join(v if isinstance(v, str) else "" for v in row)
                 for row in targets[["keep", "emotion8", "affectnet8"]].itertuples(index=False)]
     snap = labels.snapshot(pd.DataFrame({"sha256": targets["sha256"], "label": combined}))
-    key = labels.training_key("backbone", choice.name, bid, sorted(tasks), snap, _fingerprint(cfg.backbone_training),
-                              pp.fingerprint(), cfg.holdout_fraction, cfg.holdout_seed, predictors.CODE_VERSION)
+    base = ("backbone", choice.name, bid, sorted(tasks), _fingerprint(cfg.backbone_training),
+            pp.fingerprint(), cfg.holdout_fraction, cfg.holdout_seed, predictors.CODE_VERSION)
+    key = labels.training_key(*base[:4], snap, *base[4:])
+    strata = predictors.stratify_key(targets, ["affectnet8", "emotion8", "keep"])
+    hold = holdout_mask(targets["sha256"].astype(str), strata, cfg.holdout_fraction, cfg.holdout_seed)
+    budget = LabelBudget(labels.training_key(*base), pd.DataFrame({"sha256": targets["sha256"].astype(str),
+                                                                   "label": combined, "heldout": hold}),
+                         cfg.retrain_label_change)
 
     def fit():
-        strata = predictors.stratify_key(targets, ["affectnet8", "emotion8", "keep"])
-        hold = holdout_mask(targets["sha256"].astype(str), strata, cfg.holdout_fraction, cfg.holdout_seed)
         paths = [io.wh.blobs.path(s) for s in targets["sha256"]]
         classes = {"keep": KEEP_CLASSES, "emotion8": EMO8_CLASSES, "affectnet8": AFFECTNET8_CLASSES}
         data, metrics, curves = train_small_backbone(
@@ -157,7 +167,7 @@ def _train_small(io, choice: BackboneChoice, cfg, bid: str, tasks: list[str]):
                       "n_training_labels": int(len(targets)), "config_fingerprint": _fingerprint(cfg.backbone_training),
                       "metrics": metrics, "curves": curves.to_dict("list"), "preprocess": pp.to_dict()}
 
-    return fit_or_reuse(io.wh.models, "backbone", key, fit)
+    return fit_or_reuse(io.wh.models, "backbone", key, fit, budget)
 
 
 @asset(group_name=FEATURES, kinds={"pytorch", "parquet"}, deps=[backbones, unique_images],

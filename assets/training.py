@@ -67,7 +67,9 @@ def _write_family(io, family: str, runs: pd.DataFrame, metrics: pd.DataFrame, cu
 def _report(io, written, runs: pd.DataFrame, curves: pd.DataFrame, summary_sql: str | None, **extra):
     ok = runs[runs["status"] == "ok"]
     md = {"runs": MetadataValue.json({"ok": int(len(ok)), "failed": int((runs["status"] == "failed").sum()),
-                                      "trained_now": int(ok["trained_now"].fillna(False).sum())}),
+                                      "trained_now": int(ok["trained_now"].fillna(False).sum()),
+                                      # found again although their labels moved (within models.retrain_label_change)
+                                      "kept_with_changed_labels": int((ok["labels_changed_since_training"].fillna(0) > 0).sum())}),
           "train_seconds": MetadataValue.float(round(float(ok["seconds"].fillna(0).sum()), 1))}
     failed = runs[runs["status"] == "failed"]
     if len(failed):
@@ -105,12 +107,15 @@ def dataset_splits(context: AssetExecutionContext, emoforge: EmoforgeResource):
     merged = io.read("merged_annotations")
     fc = io.read("faces", columns=["face_id", "sha256"]) if io.has("faces") else pd.DataFrame(columns=["face_id", "sha256"])
     mas = io.read("mas_split") if io.has("mas_split") else None
-    table = splits.build_splits(merged, groups, fc, mas, test_fraction=cfg.test_fraction, k=cfg.kfolds, seed=cfg.seed)
+    previous = io.read("dataset_splits") if cfg.keep_previous and io.has("dataset_splits") else None
+    table = splits.build_splits(merged, groups, fc, mas, test_fraction=cfg.test_fraction, k=cfg.kfolds, seed=cfg.seed,
+                                previous=previous)
     written = io.write("dataset_splits", table, schema=splits.SPLITS_SCHEMA)
     counts = table.groupby(["scheme", "split"]).size().rename("n").reset_index()
     moved = int((table["source_split"].notna() & (table["source_split"] != table["split"])).sum())
+    kept = splits.kept_from_previous(table, previous)
     return io.result(written, items_out=int(len(table)), splits=md_table(counts, max_rows=40),
-                     moved_from_source_split=moved)
+                     moved_from_source_split=moved, kept_from_previous_build=MetadataValue.json(kept))
 
 
 # ---- baselines ---------------------------------------------------------------------------------
@@ -142,7 +147,7 @@ def findingemo_baselines(context: AssetExecutionContext, emoforge: EmoforgeResou
                                  max_epochs=cfg.max_epochs, patience=cfg.patience, batch_size=cfg.batch_size,
                                  monitor=cfg.monitor, uce_penalty=cfg.uce_penalty, device=_device(io),
                                  extractors=cfg.extractors)
-    runs, metrics, curves = X.execute(plan, io.wh.models, context.log.warning)
+    runs, metrics, curves = X.execute(plan, io.wh.models, context.log.warning, io.settings.models.retrain_label_change)
     written = _write_family(io, "findingemo", runs, metrics, curves)
     return _report(io, written, runs, curves,
                    "select task, extractor, loss, lr, n_runs, wf1_mean, wf1_std, acc_mean, ap_mean from findingemo_table5",
@@ -170,7 +175,7 @@ def affectnet_baselines(context: AssetExecutionContext, emoforge: EmoforgeResour
                                 max_epochs=cfg.max_epochs, patience=cfg.patience, batch_size=cfg.batch_size,
                                 device=_device(io), train_split=cfg.train_split, eval_split=cfg.eval_split,
                                 scheme=cfg.scheme, extractors=cfg.extractors)
-    runs, metrics, curves = X.execute(plan, io.wh.models, context.log.warning)
+    runs, metrics, curves = X.execute(plan, io.wh.models, context.log.warning, io.settings.models.retrain_label_change)
     written = _write_family(io, "affectnet_plus", runs, metrics, curves)
     extra = {}
     cm = metrics[(metrics["metric"] == "confusion") & (metrics["subset"] == "All")]
@@ -232,7 +237,7 @@ def deep_affect_baselines(context: AssetExecutionContext, emoforge: EmoforgeReso
         plan = X.deep_affect_plan(items, _deep_affect_groups(io, cfg, items), architectures=cfg.architectures,
                                   hidden=cfg.hidden, dropout=cfg.dropout, lr=cfg.lr, batch_size=cfg.batch_size,
                                   max_epochs=cfg.max_epochs, runs=cfg.runs, device=_device(io), scheme=scheme)
-    runs, metrics, curves = X.execute(plan, io.wh.models, context.log.warning)
+    runs, metrics, curves = X.execute(plan, io.wh.models, context.log.warning, io.settings.models.retrain_label_change)
     written = _write_family(io, "deep_affect", runs, metrics, curves)
     return _report(io, written, runs, curves,
                    "select feature_set, architecture, target, mse from deep_affect_folds where fold = 'mean' order by all")
@@ -254,7 +259,7 @@ def cage_baselines(context: AssetExecutionContext, emoforge: EmoforgeResource):
         plan = X.cage_plan(items, feats, EMO8_CLASSES, kinds=cfg.kinds, alpha=cfg.alpha, beta=cfg.beta, lr=cfg.lr,
                            runs=cfg.runs, max_epochs=cfg.max_epochs, patience=cfg.patience, batch_size=cfg.batch_size,
                            device=_device(io), scheme=splits.FINDINGEMO_SCHEME, extractors=cfg.extractors)
-    runs, metrics, curves = X.execute(plan, io.wh.models, context.log.warning)
+    runs, metrics, curves = X.execute(plan, io.wh.models, context.log.warning, io.settings.models.retrain_label_change)
     written = _write_family(io, "cage", runs, metrics, curves)
     return _report(io, written, runs, curves, "select * from cage_table")
 

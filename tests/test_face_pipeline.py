@@ -293,6 +293,44 @@ def test_detector_errors_are_statuses_and_box_only_detectors_get_box_crops(photo
 
 # ---- face_metadata on photographs -------------------------------------------------------------
 
+def test_incremental_metadata_recomputes_only_changed_faces(real, models, tmp_path):
+    from ops.faces.metadata import METADATA_TABLE_SCHEMA, incremental_face_metadata
+
+    faces = real.faces.reset_index(drop=True)
+    assert len(faces) >= 2
+    for s, data in real.crops.items():
+        (tmp_path / s).write_bytes(data)
+    opened = []
+
+    def path_of(s):
+        opened.append(s)
+        return tmp_path / s
+
+    first, reused = incremental_face_metadata(faces, path_of, None, code="c1", models=models)
+    assert reused == 0 and len(opened) == len(faces) and list(first.columns) == METADATA_TABLE_SCHEMA.names
+    direct = face_metadata([(r["face_id"], real.crops[r["crop_sha256"]], r) for r in faces.to_dict("records")],
+                           models=models)
+    assert np.allclose(first["yaw"].astype(float), direct["yaw"].astype(float), equal_nan=True)
+
+    opened.clear()     # nothing changed: every row is the previous one, no crop is read
+    again, reused = incremental_face_metadata(faces, path_of, first, code="c1", models=models)
+    assert reused == len(faces) and opened == []
+    assert again.drop(columns=["landmarks68_crop", "landmarks68_image"]).equals(
+        first.drop(columns=["landmarks68_crop", "landmarks68_image"]))
+
+    moved = faces.copy()   # one face's geometry changed: only it is computed again
+    m = np.asarray(moved.at[0, "crop_matrix"], float).copy()
+    m[2] += 3.0
+    moved.at[0, "crop_matrix"] = m.tolist()
+    _, reused = incremental_face_metadata(moved, path_of, first, code="c1", models=models)
+    assert reused == len(faces) - 1 and opened == [faces.at[0, "crop_sha256"]]
+
+    opened.clear()     # new code: everything again
+    _, reused = incremental_face_metadata(faces, path_of, first, code="c2", models=models)
+    assert reused == 0 and len(opened) == len(faces)
+
+
+
 def test_metadata_on_real_faces_matches_the_direct_mesh(real, photos, models):
     rows = real.faces.to_dict("records")
     md = face_metadata([(r["face_id"], real.crops[r["crop_sha256"]], r) for r in rows] + [("bad", b"x")],

@@ -346,3 +346,51 @@ def test_split_when_every_label_has_fewer_members_than_folds():
     out = S.build_splits(merged_frame(["Joy", "Fear", "Anger"] * 4), pd.Series(dtype=object),
                          pd.DataFrame(columns=["face_id", "sha256"]), None)
     assert set(out.loc[out["scheme"] == "findingemo_80_20", "item_id"]) == KEPT
+
+
+# ---- a refresh keeps the previous build's splits ----------------------------------------------------
+
+def _grown(items: pd.DataFrame, new_per_label: int, relabel_every: int) -> pd.DataFrame:
+    """``items`` with every ``relabel_every``-th item given the next label and ``new_per_label`` new
+    items of each label (each its own group)."""
+    out = items.copy()
+    idx = out.index[::relabel_every]
+    out.loc[idx, "label"] = [LABELS[(LABELS.index(v) + 1) % len(LABELS)] for v in out.loc[idx, "label"]]
+    new = [f"new{i:04d}" for i in range(new_per_label * len(LABELS))]
+    return pd.concat([out, pd.DataFrame({"sha256": new, "label": np.repeat(LABELS, new_per_label), "group_id": new})],
+                     ignore_index=True)
+
+
+@pytest.mark.parametrize("seed", [0, 3])
+def test_refresh_keeps_every_image_in_its_split_and_places_new_ones_in_proportion(seed):
+    items = make_items(50)
+    first = S.random_split(items, 0.2, seed)
+    grown = _grown(items, new_per_label=25, relabel_every=10)      # 200 new images, 40 relabelled
+    again = S.random_split(grown, 0.2, seed, previous=first)
+    old = first.set_index("sha256")["split"]
+    now = again.set_index("sha256")["split"]
+    assert (now[old.index] == old).all()                           # no image changed side
+    fresh = S.random_split(grown, 0.2, seed)                       # without the previous table: reshuffled
+    assert (fresh.set_index("sha256")["split"][old.index] != old).sum() > 20
+    # the new images are split 80/20 per label too: 25 per label -> 5 test each (±2 for the greedy
+    # placement around the kept ones); a refresh that sent every new image to train would give 0
+    new = again[again["sha256"].str.startswith("new")]
+    test_per_label = new[new["split"] == "test"].groupby("label").size().reindex(LABELS, fill_value=0)
+    assert ((test_per_label >= 3) & (test_per_label <= 7)).all(), test_per_label.to_dict()
+
+
+def test_refresh_keeps_kfold_folds_and_a_merged_family_stays_whole():
+    items = make_items(20)
+    first = S.kfold_split(items, 5, 0)
+    grown = _grown(items, new_per_label=5, relabel_every=7)
+    # two images that were their own groups are found to be near-duplicates of each other now
+    a, b = first[first["split"] == "fold0"]["sha256"].iloc[0], first[first["split"] == "fold3"]["sha256"].iloc[0]
+    grown.loc[grown["sha256"].isin([a, b]), "group_id"] = "merged"
+    again = S.kfold_split(grown, 5, 0, previous=first)
+    old = first.set_index("sha256")["split"].drop([a, b])
+    assert (again.set_index("sha256")["split"][old.index] == old).all()
+    assert again.loc[again["sha256"].isin([a, b]), "split"].nunique() == 1     # the family in one fold
+    assert S.leaks(again).empty
+    # a previous table of another seed is not this scheme's history
+    other = S.kfold_split(grown, 5, 0, previous=S.kfold_split(items, 5, 1))
+    assert other.equals(S.kfold_split(grown, 5, 0))

@@ -78,6 +78,10 @@ class ModelsConfig(_Strict):
     emo8: HeadConfig = HeadConfig()
     holdout_fraction: float = Field(0.2, ge=0, lt=0.9)   # labelled images every model is scored on
     holdout_seed: int = 0
+    # a stored model (the trained backbone, the baselines) is kept while at most this share of its
+    # training labels changed (added, removed or relabelled) and none of the images it trained on is
+    # held out now; 0 = retrain on any label change (ops.training.reuse)
+    retrain_label_change: float = Field(0.10, ge=0, le=1)
     device: Literal["auto", "cpu", "cuda"] = "auto"
 
     @model_validator(mode="after")

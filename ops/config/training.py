@@ -17,6 +17,9 @@ class SplitsConfig(_Strict):
     test_fraction: float = Field(0.2, gt=0, lt=1)
     kfolds: int = Field(5, ge=2, le=20)
     seed: int = 0
+    # a refresh keeps every image's split from the last build (only new images are placed); false
+    # draws the random schemes afresh from the items and the seed
+    keep_previous: bool = True
 
 
 class FindingEmoBaselinesConfig(_Strict):

@@ -45,6 +45,7 @@ import math
 import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -78,6 +79,8 @@ METADATA_SCHEMA = pa.schema([
     ("ethnicity_model_version", S), ("ethnicity_reason", S),
 ])
 METADATA_COLUMNS = tuple(METADATA_SCHEMA.names)
+# the face_metadata table: the rows plus the key they were computed under (incremental_face_metadata)
+METADATA_TABLE_SCHEMA = METADATA_SCHEMA.append(pa.field("metadata_key", S))
 
 
 @dataclass
@@ -282,3 +285,82 @@ def _one(face_id: str, crop, geometry, lm: FaceLandmarker | None, ag: AgeGenderE
 
 def _frame(rows: Sequence[dict]) -> pd.DataFrame:
     return to_frame(list(rows), METADATA_SCHEMA)
+
+
+# ---- incremental: a refresh computes only faces whose inputs changed ----------------------------------
+
+def models_fingerprint(models: MetadataModels, code: str, *, landmarks: bool = True, age_gender: bool = True,
+                       ethnicity_weights: str | os.PathLike | None = None) -> str:
+    """What every row depends on besides its crop: the code, each model's version and the
+    ethnicity weights file (path, size, modification time)."""
+    parts = [code, f"landmarks={landmarks}", f"age_gender={age_gender}"]
+    if landmarks:
+        parts.append(str(models.get_landmarker().model_version))
+    if age_gender:
+        parts.append(str(models.get_age_gender().model_version))
+    eth = models.get_ethnicity(ethnicity_weights)
+    parts.append(str(eth.model_version))
+    wp = eth.weights_path
+    if wp is not None and Path(wp).is_file():
+        st = Path(wp).stat()
+        parts.append(f"{os.fspath(wp)}:{st.st_size}:{st.st_mtime_ns}")
+    return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()[:16]
+
+
+def _plain(v: Any) -> Any:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return None
+    if isinstance(v, (np.ndarray, list, tuple)):
+        return [round(float(x), 9) for x in v]
+    return v
+
+
+def metadata_keys(faces: pd.DataFrame, fingerprint: str) -> list[str]:
+    """Per ``faces`` row: a hash of the crop's bytes (``crop_sha256``), its geometry
+    (``crop_matrix``, ``crop_face_box``: landmarks are mapped back into the image with them) and
+    ``fingerprint`` (models_fingerprint)."""
+    out = []
+    for r in faces.itertuples(index=False):
+        d = r._asdict()
+        body = "\x1f".join([fingerprint, str(d.get("crop_sha256")), str(_plain(d.get("crop_matrix"))),
+                             str(_plain(d.get("crop_face_box")))])
+        out.append(hashlib.sha256(body.encode()).hexdigest()[:24])
+    return out
+
+
+def incremental_face_metadata(faces: pd.DataFrame, crop_path, previous: pd.DataFrame | None, *, code: str,
+                              landmarks: bool = True, age_gender: bool = True,
+                              ethnicity_weights: str | os.PathLike | None = None,
+                              models: MetadataModels | None = None) -> tuple[pd.DataFrame, int]:
+    """face_metadata for every ``faces`` row (face_id, crop_sha256, crop_matrix, crop_face_box, …),
+    reusing the ``previous`` table's row of a face whose key (metadata_keys) is unchanged: the same
+    crop, geometry, models and code give the same row. ``crop_path(crop_sha256)`` locates a crop.
+    Returns (rows in ``faces`` order with ``metadata_key``, how many were reused)."""
+    own = models is None
+    models = models or MetadataModels()
+    try:
+        fp = models_fingerprint(models, code, landmarks=landmarks, age_gender=age_gender,
+                                ethnicity_weights=ethnicity_weights)
+        keys = metadata_keys(faces, fp)
+        ids = faces["face_id"].astype(str).tolist()
+        reusable = {}
+        if previous is not None and len(previous) and "metadata_key" in previous.columns:
+            prev = previous[previous["metadata_key"].notna()]
+            reusable = {(str(f), str(k)): i for i, (f, k) in enumerate(zip(prev["face_id"], prev["metadata_key"]))}
+        hit = [(f, k) in reusable for f, k in zip(ids, keys)]
+        todo = faces[[not h for h in hit]]
+        rows = todo.to_dict("records")
+        computed = face_metadata(((r["face_id"], crop_path(r["crop_sha256"]), r) for r in rows), landmarks=landmarks,
+                                 age_gender=age_gender, ethnicity_weights=ethnicity_weights, models=models)
+    finally:
+        if own:
+            models.close()
+    computed["metadata_key"] = [k for k, h in zip(keys, hit) if not h]
+    parts = [computed]
+    if any(hit):
+        take = [reusable[(f, k)] for f, k, h in zip(ids, keys, hit) if h]
+        parts.append(prev.iloc[take][list(METADATA_TABLE_SCHEMA.names)])
+    out = pd.concat([p for p in parts if len(p)], ignore_index=True) if any(len(p) for p in parts) else computed
+    order = {f: i for i, f in enumerate(ids)}
+    out = out.sort_values("face_id", key=lambda c: c.astype(str).map(order), kind="stable").reset_index(drop=True)
+    return out[list(METADATA_TABLE_SCHEMA.names)], int(sum(hit))

@@ -30,7 +30,7 @@ import torch
 from ops.training import baselines as B
 from ops.training.labels import snapshot, training_key
 from ops.training.loop import zscore
-from ops.training.predictors import fit_or_reuse
+from ops.training.reuse import LabelBudget, fit_or_reuse
 from ops.training.tasks import arousal_to_1_9, get_task, valence_to_1_9
 
 S, F64, I64 = pa.string(), pa.float64(), pa.int64()
@@ -39,7 +39,7 @@ RUNS_SCHEMA = pa.schema([
     ("loss", S), ("lr", F64), ("seed", I64), ("scheme", S), ("eval_split", S), ("status", S), ("reason", S),
     ("epochs", I64), ("best_epoch", I64), ("stop_reason", S), ("n_train", I64), ("n_eval", I64),
     ("model_version", S), ("label_snapshot", S), ("config_fingerprint", S), ("seconds", F64),
-    ("trained_now", pa.bool_()),
+    ("trained_now", pa.bool_()), ("labels_changed_since_training", F64),
 ])
 RUN_METRICS_SCHEMA = pa.schema([("run_id", S), ("split", S), ("subset", S), ("metric", S), ("class", S),
                                 ("value", F64)])
@@ -80,6 +80,7 @@ class Planned:
     label_snapshot: str
     options: dict
     train: Callable[[], B.RunOutput]
+    labels: pd.DataFrame | None = None    # sha256, label, split: what the snapshot hashes (ops.training.reuse)
 
 
 # ---- running -----------------------------------------------------------------------------------
@@ -106,9 +107,21 @@ def _summary(metrics: pd.DataFrame) -> dict:
     return {f"{r.split}:{r.metric}": round(float(r.value), 6) for r in overall.itertuples()}
 
 
-def execute(plan: Iterable[Planned], store, log: Callable[[str], None] | None = None
+def _budget(p: Planned, conf: str, max_change: float) -> LabelBudget | None:
+    """The run's label budget: its labels, held out = in the split it is evaluated on."""
+    if p.labels is None:
+        return None
+    lab = pd.DataFrame({"sha256": p.labels["sha256"].astype(str), "label": p.labels["label"].astype(str),
+                        "heldout": (p.labels["split"].astype(str) == p.spec.eval_split).to_numpy()})
+    return LabelBudget(training_key(CODE, p.spec.run_id, p.extractor, conf), lab, max_change)
+
+
+def execute(plan: Iterable[Planned], store, log: Callable[[str], None] | None = None, max_change: float = 0.0
             ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    """Run (or find again) every planned run: (training_runs, run_metrics, learning_curves)."""
+    """Run (or find again) every planned run: (training_runs, run_metrics, learning_curves).
+    ``max_change``: a stored run of the same configuration is kept while at most this share of its
+    labels changed and none of its training images is now in its evaluation split (ops.training.reuse);
+    the row says by how much its labels moved (``labels_changed_since_training``)."""
     runs, metrics, curves = [], [], []
     for p in plan:
         s = p.spec
@@ -116,7 +129,7 @@ def execute(plan: Iterable[Planned], store, log: Callable[[str], None] | None = 
         key = training_key(CODE, s.run_id, p.extractor, p.label_snapshot, conf)
         row = {**{k: v for k, v in asdict(s).items()}, "run_id": s.run_id, "extractor": p.extractor,
                "label_snapshot": p.label_snapshot, "config_fingerprint": conf, "status": "ok", "reason": None,
-               "trained_now": False}
+               "trained_now": False, "labels_changed_since_training": 0.0}
         t0 = time.perf_counter()
 
         def fit_fn(p=p):
@@ -126,7 +139,7 @@ def execute(plan: Iterable[Planned], store, log: Callable[[str], None] | None = 
                     "metrics": _summary(out.metrics), "run_id": p.spec.run_id}
             return _envelope(out), meta
         try:
-            desc, new = fit_or_reuse(store, s.store_task, key, fit_fn)
+            desc, new = fit_or_reuse(store, s.store_task, key, fit_fn, _budget(p, conf, max_change))
         except (ValueError, FloatingPointError) as e:
             runs.append({**row, "status": "failed", "reason": f"{type(e).__name__}: {e}"[:500],
                          "seconds": time.perf_counter() - t0})
@@ -135,6 +148,9 @@ def execute(plan: Iterable[Planned], store, log: Callable[[str], None] | None = 
             continue
         env = open_envelope(store.get(desc["model_version"])[0])
         r = env["run"]
+        if "label_budget" in desc:
+            row["label_snapshot"] = desc.get("label_snapshot")     # the labels the kept model was trained on
+            row["labels_changed_since_training"] = float(desc["label_budget"]["fraction"])
         runs.append({**row, "model_version": desc["model_version"], "trained_now": bool(new),
                      "epochs": r["epochs"], "best_epoch": r["best_epoch"], "stop_reason": r["stop_reason"],
                      "n_train": r["n_train"], "n_eval": r["n_eval"], "seconds": float(r["seconds"])})
@@ -193,7 +209,9 @@ def findingemo_plan(items: pd.DataFrame, features: Features, *, tasks: Sequence[
             sub = items[ok]
             y = task.encode(sub[col].tolist())
             is_test = (sub["split"] == "test").to_numpy()
-            snap = snapshot(pd.DataFrame({"sha256": sub["sha256"], "label": [f"{a}|{b}" for a, b in zip(y, sub["split"])]}))
+            lab = pd.DataFrame({"sha256": sub["sha256"].astype(str).to_numpy(), "label": [f"{a}|{b}" for a, b in zip(y, sub["split"])],
+                                "split": sub["split"].astype(str).to_numpy()})
+            snap = snapshot(lab)
             Xs = X[ok]
             for loss in losses:
                 for lr in lrs:
@@ -205,7 +223,7 @@ def findingemo_plan(items: pd.DataFrame, features: Features, *, tasks: Sequence[
                                             lr=lr, seed=seed: B.findingemo_run(
                                                 Xs, y, t, task, loss, lr, seed, max_epochs=max_epochs, patience=patience,
                                                 batch_size=batch_size, monitor=monitor, penalty=uce_penalty,
-                                                device=device)))
+                                                device=device), lab))
     return plan
 
 
@@ -225,8 +243,10 @@ def affectnet_plan(faces: pd.DataFrame, features: Features, classes: Sequence[st
         is_eval = (sub["split"] == eval_split).to_numpy()
         diff = sub["difficulty"].to_numpy(dtype=object)
         soft = sub[soft_cols].to_numpy(dtype=np.float32)
-        snap = snapshot(pd.DataFrame({"sha256": sub["face_id"], "label": [
-            f"{a}|{b}|{c}|{','.join(f'{v:.4f}' for v in s)}" for a, b, c, s in zip(y, sub["split"], diff, soft)]}))
+        lab = pd.DataFrame({"sha256": sub["face_id"].astype(str).to_numpy(), "label": [
+            f"{a}|{b}|{c}|{','.join(f'{v:.4f}' for v in s)}" for a, b, c, s in zip(y, sub["split"], diff, soft)],
+            "split": sub["split"].astype(str).to_numpy()})
+        snap = snapshot(lab)
         Xs = X[ok]
         for kind in kinds:
             for seed in range(runs):
@@ -241,7 +261,7 @@ def affectnet_plan(faces: pd.DataFrame, features: Features, classes: Sequence[st
                     train = (lambda Xs=Xs, s=soft, y=y, e=is_eval, d=diff, seed=seed: B.soft_fer_run(
                         Xs, s, y, e, d, classes, lr, seed, max_epochs=max_epochs, patience=patience,
                         batch_size=batch_size, device=device))
-                plan.append(Planned(spec, ex_key, snap, opts, train))
+                plan.append(Planned(spec, ex_key, snap, opts, train, lab))
     return plan
 
 
@@ -259,7 +279,10 @@ def deep_affect_plan(items: pd.DataFrame, groups: Mapping[str, Mapping[str, tupl
         va = np.c_[valence_to_1_9(sub["valence"].to_numpy(float)), arousal_to_1_9(sub["arousal"].to_numpy(float))]
         feats = {g: X[ok] for g, (_, X, _) in members.items()}
         keys = ",".join(f"{g}={k}" for g, (k, _, _) in members.items())
-        snap = snapshot(pd.DataFrame({"sha256": sub["sha256"], "label": [f"{a:.4f}|{b:.4f}|{c}" for (a, b), c in zip(va, sub["split"])]}))
+        lab = pd.DataFrame({"sha256": sub["sha256"].astype(str).to_numpy(),
+                            "label": [f"{a:.4f}|{b:.4f}|{c}" for (a, b), c in zip(va, sub["split"])],
+                            "split": sub["split"].astype(str).to_numpy()})
+        snap = snapshot(lab)
         for arch in architectures:
             for seed in range(runs):
                 for fold in sorted(sub["split"].unique()):
@@ -269,7 +292,7 @@ def deep_affect_plan(items: pd.DataFrame, groups: Mapping[str, Mapping[str, tupl
                     plan.append(Planned(spec, keys, snap, opts, lambda f=feats, va=va, e=is_eval, arch=arch, seed=seed, fold=fold:
                                         B.deep_affect_run(f, va, e, seed, architecture=arch, lr=lr, max_epochs=max_epochs,
                                                           batch_size=batch_size, hidden=hidden, dropout=dropout,
-                                                          device=device, split_name=fold)))
+                                                          device=device, split_name=fold), lab))
     return plan
 
 
@@ -286,7 +309,10 @@ def cage_plan(items: pd.DataFrame, features: Features, classes: Sequence[str], *
         va = np.c_[sub["valence"].to_numpy(float) / 3.0, (sub["arousal"].to_numpy(float) - 3.0) / 3.0].astype(np.float32)
         y = np.array([list(classes).index(c) for c in sub["emotion8"]], dtype=np.int64)
         is_eval = (sub["split"] == "test").to_numpy()
-        snap = snapshot(pd.DataFrame({"sha256": sub["sha256"], "label": [f"{a}|{v[0]:.4f}|{v[1]:.4f}|{s}" for a, v, s in zip(y, va, sub["split"])]}))
+        lab = pd.DataFrame({"sha256": sub["sha256"].astype(str).to_numpy(),
+                            "label": [f"{a}|{v[0]:.4f}|{v[1]:.4f}|{s}" for a, v, s in zip(y, va, sub["split"])],
+                            "split": sub["split"].astype(str).to_numpy()})
+        snap = snapshot(lab)
         Xs = X[ok]
         for kind in kinds:
             for seed in range(runs):
@@ -296,7 +322,7 @@ def cage_plan(items: pd.DataFrame, features: Features, classes: Sequence[str], *
                 plan.append(Planned(spec, ex_key, snap, opts, lambda Xs=Xs, y=y, va=va, e=is_eval, kind=kind, seed=seed:
                                     B.cage_run(Xs, y, va, e, classes, kind, lr, seed, alpha=alpha, beta=beta,
                                                max_epochs=max_epochs, patience=patience, batch_size=batch_size,
-                                               device=device)))
+                                               device=device), lab))
     return plan
 
 

@@ -19,6 +19,7 @@ from models.preprocess import Preprocess
 from ops.training.classifier import HeadSpec, TrainedHead, train_classifier
 from ops.training.holdout import holdout_mask
 from ops.training.labels import training_key
+from ops.training.reuse import fit_or_reuse  # noqa: F401  (re-exported: the models and faces assets use it)
 
 CODE_VERSION = "predictors-1"   # bump when training code changes results: trained models are retrained
 
@@ -69,16 +70,6 @@ def stratify_key(labels: pd.DataFrame, columns: list[str]) -> list[str]:
     for row in labels[columns].itertuples(index=False):
         out.append(next((f"{c}:{v}" for c, v in zip(columns, row) if isinstance(v, str)), "none"))
     return out
-
-
-def fit_or_reuse(store, task: str, key: str, fit: Callable[[], tuple[bytes, dict]]) -> tuple[dict, bool]:
-    """The stored model of ``task`` with this training key, or a newly trained one (``fit`` returns
-    (bytes, meta)); returns (its description, whether it was trained now)."""
-    found = store.find(task, key)
-    if found is not None:
-        return found, False
-    data, meta = fit()
-    return store.put(data, {**meta, "task": task, "training_key": key}), True
 
 
 def train_head_task(task: str, labels: pd.DataFrame, classes: list[str], features: Callable[[list[str]], tuple[np.ndarray, np.ndarray]],

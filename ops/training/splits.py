@@ -11,8 +11,11 @@ Schemes (one row per item and scheme; items are image sha256s, plus the faces of
                        Training/PublicTest/PrivateTest), copied as given.
     affectnet_mas      AffectNet+ §3.1 train-MAS / test-MAS (``mas_split``), for faces.
 
-Determinism: a scheme is a function of the items and the seed (see ``_folds`` for why the
-placement is ours rather than scikit-learn's StratifiedGroupKFold).
+Determinism: a scheme is a function of the items, the seed and, on a refresh, the previous build's
+assignment, which is kept (``training.splits.keep_previous``): images keep their split, only new
+images are placed (see ``_folds`` for why the placement is ours rather than scikit-learn's
+StratifiedGroupKFold). Without it a refresh reshuffled 216 of 263 images, so test images of one
+build were training images of the next.
 
 Leakage: none of the seed papers guard against it, emoforge does. Every near-duplicate family (the
 ``group_id`` of ``duplicate_groups``) lies in one split of a scheme: the random schemes split whole
@@ -24,6 +27,8 @@ source's word). ``leaks`` lists anything that still breaks the rule (the blockin
 
 from __future__ import annotations
 
+import zlib
+
 import numpy as np
 import pandas as pd
 import pyarrow as pa
@@ -34,7 +39,8 @@ SPLITS_SCHEMA = pa.schema([("scheme", S), ("item_id", S), ("item_kind", S), ("sp
 FINDINGEMO_SCHEME = "findingemo_80_20"
 
 
-def _folds(labels: np.ndarray, groups: np.ndarray, k: int, seed: int) -> np.ndarray:
+def _folds(labels: np.ndarray, groups: np.ndarray, k: int, seed: int,
+           pinned: np.ndarray | None = None) -> np.ndarray:
     """Fold index per item: k group-disjoint folds, stratified by label (None = its own stratum).
 
     Greedy stratified group assignment: groups are taken largest first, groups of one size in a
@@ -43,7 +49,13 @@ def _folds(labels: np.ndarray, groups: np.ndarray, k: int, seed: int) -> np.ndar
     fold). scikit-learn's StratifiedGroupKFold does the same kind of greedy placement but orders the
     groups by the spread of their label counts and only shuffles exact ties, so a near-duplicate
     family with a label mix of its own landed in the same fold for every seed; here the seed
-    decides, and it also copes with labels rarer than k."""
+    decides, and it also copes with labels rarer than k.
+
+    ``pinned`` (fold per item, -1 = none): the fold an item had in the previous build's split of the
+    same scheme. A group with pinned members keeps the fold most of them had (ties: the lower
+    fold), whatever its labels are now; only the other groups are placed, against the counts the
+    pinned ones already give each fold. So a refresh never moves a test image into training
+    because new images arrived or a label changed."""
     y = np.array(["\x00none" if lab is None or (isinstance(lab, float) and np.isnan(lab)) else str(lab)
                   for lab in labels], dtype=object)
     gids, g = np.unique(np.asarray(groups).astype(str), return_inverse=True)
@@ -57,7 +69,17 @@ def _folds(labels: np.ndarray, groups: np.ndarray, k: int, seed: int) -> np.ndar
     order = order[np.argsort(-counts.sum(1)[order], kind="stable")]   # largest first, random within a size
     target = counts.sum(0) / k
     fold_counts = np.zeros((k, counts.shape[1]))
-    assign = np.empty(len(gids), dtype=np.int64)
+    assign = np.full(len(gids), -1, dtype=np.int64)
+    if pinned is not None:
+        pin = np.asarray(pinned, dtype=np.int64)
+        ok = (pin >= 0) & (pin < k)
+        votes = np.zeros((len(gids), k), dtype=np.int64)
+        np.add.at(votes, (g[ok], pin[ok]), 1)
+        held = votes.sum(1) > 0
+        assign[held] = votes[held].argmax(1)          # argmax: the lower fold on ties
+        for gi in np.flatnonzero(held):
+            fold_counts[assign[gi]] += counts[gi]
+        order = order[~held[order]]
     for gi in order:
         # how much farther from an even share each fold would get with this group
         cost = ((fold_counts + counts[gi] - target) ** 2 - (fold_counts - target) ** 2).sum(1)
@@ -78,7 +100,7 @@ def _group_of(shas: pd.Series, groups: pd.Series) -> np.ndarray:
 
 
 def random_split(items: pd.DataFrame, test_fraction: float = 0.2, seed: int = 0,
-                 scheme: str = FINDINGEMO_SCHEME) -> pd.DataFrame:
+                 scheme: str = FINDINGEMO_SCHEME, previous: pd.DataFrame | None = None) -> pd.DataFrame:
     """FindingEmo §3: train / test, stratified per label, whole near-duplicate groups per side.
 
     ``items``: sha256, group_id, label. The test side is one of round(1 / test_fraction) stratified
@@ -86,17 +108,40 @@ def random_split(items: pd.DataFrame, test_fraction: float = 0.2, seed: int = 0,
     if not 0 < test_fraction < 1:
         raise ValueError(f"test_fraction must be in (0, 1), got {test_fraction}")
     k = max(2, int(round(1 / test_fraction)))
-    fold = _folds(items["label"].to_numpy(dtype=object), items["group_id"].astype(str).to_numpy(), k, seed)
+    # a previous test image stays in the test fold (0); a previous training image goes to one of the
+    # training folds 1..k-1 by a hash of its id (any would do, they are merged; spreading them keeps
+    # the folds even, so new images still go to test in proportion)
+    pin = _pins(items, previous, scheme, seed,
+                lambda split, sha: 0 if split == "test" else 1 + zlib.crc32(sha.encode()) % (k - 1) if split == "train" else -1)
+    fold = _folds(items["label"].to_numpy(dtype=object), items["group_id"].astype(str).to_numpy(), k, seed, pin)
     return _rows(items, np.where(fold == 0, "test", "train"), scheme, seed)
 
 
-def kfold_split(items: pd.DataFrame, k: int = 5, seed: int = 0) -> pd.DataFrame:
+def kfold_split(items: pd.DataFrame, k: int = 5, seed: int = 0, previous: pd.DataFrame | None = None) -> pd.DataFrame:
     """Deep Affect §2.3: k-fold cross-validation folds ``fold0`` … ``fold<k-1>`` (group-disjoint,
     stratified by label where there is one)."""
     if k < 2:
         raise ValueError(f"k must be >= 2, got {k}")
-    fold = _folds(items["label"].to_numpy(dtype=object), items["group_id"].astype(str).to_numpy(), k, seed)
+    folds = {f"fold{f}": f for f in range(k)}
+    pin = _pins(items, previous, f"kfold{k}", seed, lambda split, sha: folds.get(split, -1))
+    fold = _folds(items["label"].to_numpy(dtype=object), items["group_id"].astype(str).to_numpy(), k, seed, pin)
     return _rows(items, np.array([f"fold{f}" for f in fold], dtype=object), f"kfold{k}", seed)
+
+
+def _pins(items: pd.DataFrame, previous: pd.DataFrame | None, scheme: str, seed: int,
+          fold_of) -> np.ndarray | None:
+    """The fold each item had in ``previous`` (a dataset_splits table) under the same scheme and
+    seed, -1 where it had none; None without a previous table."""
+    if previous is None or previous.empty:
+        return None
+    prev = previous[(previous["scheme"] == scheme) & (previous["item_kind"] == "image")
+                    & (pd.to_numeric(previous["seed"], errors="coerce") == seed)]
+    if prev.empty:
+        return None
+    prev = prev.drop_duplicates("sha256")
+    split_of = pd.Series(prev["split"].astype(str).to_numpy(), index=prev["sha256"].astype(str).to_numpy())
+    shas = items["sha256"].astype(str)
+    return np.array([fold_of(split_of[h], h) if h in split_of.index else -1 for h in shas], dtype=np.int64)
 
 
 def source_split(items: pd.DataFrame, scheme: str = "source") -> pd.DataFrame:
@@ -132,6 +177,22 @@ def face_rows(faces_split: pd.DataFrame, groups: pd.Series, scheme: str) -> pd.D
                          "sha256": faces_split["sha256"].astype(str).to_numpy(), "group_id": g,
                          "label": faces_split["label"].astype(object).where(faces_split["label"].notna(), None).to_numpy(),
                          "seed": None})
+
+
+def kept_from_previous(table: pd.DataFrame, previous: pd.DataFrame | None) -> dict:
+    """Per random scheme: images also in the previous table, how many kept their split, how many
+    are new (for the asset's report)."""
+    if previous is None or previous.empty:
+        return {"note": "no previous dataset_splits (first build, or training.splits.keep_previous is false)"}
+    out = {}
+    for scheme, cur in table[table["item_kind"] == "image"].groupby("scheme"):
+        prev = previous[(previous["scheme"] == scheme) & (previous["item_kind"] == "image")]
+        both = cur.merge(prev[["sha256", "split"]].drop_duplicates("sha256"), on="sha256", how="left", suffixes=("", "_prev"))
+        had = both["split_prev"].notna()
+        out[scheme] = {"images": int(len(both)), "in_previous": int(had.sum()),
+                       "same_split": int((both.loc[had, "split"] == both.loc[had, "split_prev"]).sum()),
+                       "new": int((~had).sum())}
+    return out
 
 
 def leaks(splits: pd.DataFrame) -> pd.DataFrame:
@@ -215,17 +276,20 @@ def resolve_source_leaks(items: pd.DataFrame) -> pd.DataFrame:
 
 
 def build_splits(merged: pd.DataFrame, groups: pd.Series, faces: pd.DataFrame, mas: pd.DataFrame | None, *,
-                 test_fraction: float = 0.2, k: int = 5, seed: int = 0) -> pd.DataFrame:
+                 test_fraction: float = 0.2, k: int = 5, seed: int = 0,
+                 previous: pd.DataFrame | None = None) -> pd.DataFrame:
     """Every scheme of a build (module docstring): ``groups`` maps sha256 → near-duplicate group id;
-    ``faces`` (face_id, sha256); ``mas`` (face_id, sha256, split, hard_label) or None."""
+    ``faces`` (face_id, sha256); ``mas`` (face_id, sha256, split, hard_label) or None;
+    ``previous``: the last build's dataset_splits, whose random-scheme assignments are kept
+    (``_folds``' ``pinned``)."""
     parts = []
     images = annotated_images(merged, groups)
     fe = images[images["emotion8"].notna()].rename(columns={"emotion8": "label"})
     if fe["group_id"].nunique() >= max(2, int(round(1 / test_fraction))):
-        parts.append(with_faces(random_split(fe, test_fraction, seed), faces))
+        parts.append(with_faces(random_split(fe, test_fraction, seed, previous=previous), faces))
     va = images[images["valence"].notna() & images["arousal"].notna()].rename(columns={"emotion8": "label"})
     if va["group_id"].nunique() >= k:
-        parts.append(with_faces(kfold_split(va, k, seed), faces))
+        parts.append(with_faces(kfold_split(va, k, seed, previous=previous), faces))
     src = _source_items(merged, groups)
     if len(src):
         src = resolve_source_leaks(src)
