@@ -3,7 +3,6 @@ a datasheet and the changes against the previous version, optionally exported to
 ``datasets`` and WebDataset (ops.release). ``emoforge release`` does the same from the command line.
 """
 
-import hashlib
 import json
 
 from dagster import AssetExecutionContext, MetadataValue, asset
@@ -18,17 +17,6 @@ from ops.config import config_to_yaml
 from ops.release import datasheet, exports, freeze
 
 GROUP = "release"
-
-
-def _content_version(wh, names: list[str], config_fp: str) -> str:
-    """A version naming what the release holds: the tables' bytes, the code version and the config
-    (all three are in the manifest, so any change of one is a new release, never a clash)."""
-    h = hashlib.sha256(f"{rel.code_version()}|{config_fp}".encode())
-    for n in sorted(names):
-        for f in sorted(wh.tables_dir.glob(f"{n}.parquet")) + sorted((wh.tables_dir / n).glob("*.parquet")):
-            h.update(f.name.encode())
-            h.update(hashlib.sha256(f.read_bytes()).digest())
-    return h.hexdigest()[:12]
 
 
 def auto_version(existing: list[str], content: str) -> str:
@@ -55,7 +43,7 @@ def dataset_release(context: AssetExecutionContext, emoforge: EmoforgeResource):
     io = AssetIO(context, emoforge, cfg)
     names = cfg.tables or io.wh.table_names()
     version = cfg.version or auto_version(io.wh.releases(cfg.name),
-                                          _content_version(io.wh, names, config_fingerprint(emoforge.settings)))
+                                          rel.content_version(io.wh, names, config_fingerprint(emoforge.settings)))
     out = rel.make_release(io.wh, name=cfg.name, version=version, config_yaml=config_to_yaml(emoforge.settings),
                            config_fingerprint=config_fingerprint(emoforge.settings), formats=cfg.formats, tables=names)
     problems = freeze.verify(out["path"])

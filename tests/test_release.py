@@ -759,3 +759,29 @@ def test_the_datasheet_of_an_empty_build_says_so_instead_of_failing():
     }
     sheet = build_datasheet(empty, name="empty", version="0.0.1", config_fingerprint="c", code_version="v")
     assert sheet.startswith("# Datasheet: empty 0.0.1") and "_(none)_" in sheet
+
+
+def test_content_version_ignores_per_build_bookkeeping(tmp_path, data):
+    """A rebuild that only flips training_runs.trained_now (a run found again in the model store)
+    names the same content: the auto-versioned release is found again, and a released training_runs
+    has no trained_now; a changed metric is new content."""
+    from assets.release import auto_version
+    from ops.release import content_version
+
+    runs = pd.DataFrame({"run_id": ["a", "b"], "task": ["emo8", "emo8"], "model_version": ["m1", "m2"],
+                         "extractor": ["x", "x"], "loss": ["ce", "ce"], "lr": [0.1, 0.01], "seed": [0, 0],
+                         "trained_now": [True, True]})
+    data["tables"]["training_runs"] = runs
+    wh = populate(tmp_path / "data", data)
+    names = [*TABLES, "training_runs"]
+    v1 = content_version(wh, names, FINGERPRINT)
+    out = release(wh, version=auto_version([], v1), tables=names)
+    assert "trained_now" not in pq.read_table(Path(out["path"]) / "tables" / "training_runs.parquet").column_names
+
+    wh.write_table("training_runs", runs.assign(trained_now=False))          # the rebuild found both runs again
+    assert content_version(wh, names, FINGERPRINT) == v1
+    again = release(wh, version=auto_version(wh.releases("emo"), v1), tables=names)
+    assert again["reused"] is True and wh.releases("emo") == [f"0.0.0-{v1}"]
+
+    wh.write_table("training_runs", runs.assign(lr=[0.1, 0.02]))             # a real change
+    assert content_version(wh, names, FINGERPRINT) != v1

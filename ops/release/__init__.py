@@ -10,9 +10,39 @@ import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+import pyarrow as pa
+
 from ops.release import datasheet, exports, freeze
 
 FORMATS = ("hf", "webdataset")
+# per-build bookkeeping, not facts about the dataset: whether a baseline run was trained in this
+# build or found again in the model store flips on every rebuild. Left out of a release's tables and
+# of its content version, so a rebuild on unchanged data finds its release again.
+BOOKKEEPING_COLUMNS = {"training_runs": ("trained_now",)}
+
+
+def release_table(wh, name: str) -> pa.Table:
+    """Table ``name`` as a release holds it (without BOOKKEEPING_COLUMNS)."""
+    t = wh.read_arrow(name)
+    drop = [c for c in BOOKKEEPING_COLUMNS.get(name, ()) if c in t.column_names]
+    return t.drop_columns(drop) if drop else t
+
+
+def content_version(wh, names: Sequence[str], config_fingerprint: str) -> str:
+    """A version naming what a release of ``names`` would hold: the tables' rows as released, the
+    code version and the config (all three are in the manifest, so any change of one is a new
+    release, never a clash)."""
+    h = hashlib.sha256(f"{code_version()}|{config_fingerprint}".encode())
+    for n in sorted(names):
+        if not wh.has_table(n):
+            continue
+        t = release_table(wh, n)
+        sink = pa.BufferOutputStream()
+        with pa.ipc.new_stream(sink, t.schema) as w:
+            w.write_table(t)
+        h.update(n.encode())
+        h.update(hashlib.sha256(sink.getvalue()).digest())
+    return h.hexdigest()[:12]
 
 
 def version_key(version: str) -> tuple:
@@ -46,7 +76,7 @@ def make_release(wh, *, name: str, version: str, config_yaml: str, config_finger
     missing = [n for n in names if not wh.has_table(n)]
     if missing:
         raise FileNotFoundError(f"tables {missing} are not in the warehouse at {wh.root}: build them first")
-    data = {n: wh.read_arrow(n) for n in names}
+    data = {n: release_table(wh, n) for n in names}
     earlier = sorted((v for v in wh.releases(name) if version_key(v) < version_key(version)), key=version_key)
     previous = wh.release_path(name, earlier[-1]) if earlier else None   # the newest version below this one
     cv = code_version()
