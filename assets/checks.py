@@ -28,12 +28,20 @@ def _result(outcome: quality.SuiteOutcome) -> AssetCheckResult:
         description=outcome.describe(),
         metadata={
             "rows": MetadataValue.int(outcome.n_rows),
+            # the same rows were validated by the same suite before: its outcome, not a new run
+            "cached": MetadataValue.bool(outcome.cached),
             "failed_expectations": MetadataValue.json(
                 [{"expectation": o.expectation, "column": o.column, "unexpected_count": o.unexpected_count,
                   "examples": [str(x) for x in o.examples[:5]]} for o in outcome.failures()]
             ),
         },
     )
+
+
+def _validate(emoforge: EmoforgeResource, df, name: str, suite) -> quality.SuiteOutcome:
+    """A GX suite on ``df``, answered from the warehouse's earlier outcomes when the rows and the
+    suite are the same (a rebuild that rewrote a table unchanged checks nothing again)."""
+    return quality.validate(df, name, suite, cache=emoforge.warehouse.check_results())
 
 
 def _download_statuses(n: int, statuses) -> list[str]:
@@ -67,7 +75,7 @@ def search_ran_every_query(context: AssetCheckExecutionContext, emoforge: Emofor
              description="GX: candidate ids unique and not null; every candidate has a known filter status.")
 def candidate_urls_valid(context: AssetCheckExecutionContext, emoforge: EmoforgeResource) -> AssetCheckResult:
     df = emoforge.warehouse.read_table("candidate_urls", partition=context.partition_key)
-    return _result(quality.validate(df, "candidate_urls", quality.candidates_suite([PENDING, *S.FILTER_STATUSES])))
+    return _result(_validate(emoforge, df, "candidate_urls", quality.candidates_suite([PENDING, *S.FILTER_STATUSES])))
 
 
 @asset_check(asset=downloaded_images, blocking=True, partitions_def=scrape_batches,
@@ -79,7 +87,7 @@ def downloads_one_status_per_candidate(context: AssetCheckExecutionContext,
     n_cand = len(wh.read_table("candidate_urls", partition=key, columns=["candidate_id"]))
     df = wh.read_table("downloaded_images", partition=key)
     allowed = _download_statuses(n_cand, df["status"].unique())
-    return _result(quality.validate(df, "downloaded_images", quality.downloads_suite(n_cand, allowed)))
+    return _result(_validate(emoforge, df, "downloaded_images", quality.downloads_suite(n_cand, allowed)))
 
 
 @asset_check(asset=downloaded_images, blocking=True, partitions_def=scrape_batches,
@@ -90,7 +98,7 @@ def downloaded_images_within_limits(context: AssetCheckExecutionContext,
     a = emoforge.settings.acquisition
     df = emoforge.warehouse.read_table("downloaded_images", partition=context.partition_key)
     ok = df[df["status"] == S.OK]
-    return _result(quality.validate(ok, "downloaded_images_ok",
+    return _result(_validate(emoforge, ok, "downloaded_images_ok",
                                     quality.images_suite(a.min_width, a.max_width, unique=False)))
 
 
@@ -99,7 +107,7 @@ def downloaded_images_within_limits(context: AssetCheckExecutionContext,
 def image_hashes_unique(context: AssetCheckExecutionContext, emoforge: EmoforgeResource) -> AssetCheckResult:
     a = emoforge.settings.acquisition
     df = emoforge.warehouse.read_table("image_hashes", partition=context.partition_key)
-    return _result(quality.validate(df, "image_hashes", quality.images_suite(a.min_width, a.max_width)))
+    return _result(_validate(emoforge, df, "image_hashes", quality.images_suite(a.min_width, a.max_width)))
 
 
 @asset_check(asset=unique_images, blocking=True,
@@ -107,7 +115,7 @@ def image_hashes_unique(context: AssetCheckExecutionContext, emoforge: EmoforgeR
 def unique_images_valid(context: AssetCheckExecutionContext, emoforge: EmoforgeResource) -> AssetCheckResult:
     a = emoforge.settings.acquisition
     df = emoforge.warehouse.read_table("unique_images")
-    return _result(quality.validate(df, "unique_images", quality.images_suite(a.min_width, a.max_width)))
+    return _result(_validate(emoforge, df, "unique_images", quality.images_suite(a.min_width, a.max_width)))
 
 
 @asset_check(asset=raw_annotations, blocking=True,
@@ -125,9 +133,9 @@ def annotations_valid(context: AssetCheckExecutionContext, emoforge: EmoforgeRes
             continue  # counted votes: no V/A scales, labels of their own taxonomy
         scales = src.scales if src.scales is not None else (FINDINGEMO_SCALES if src.kind == "findingemo" else {})
         part = df[df["source"] == name]
-        outcomes.append(quality.validate(part, f"annotations_{name}", quality.annotations_suite(
+        outcomes.append(_validate(emoforge, part, f"annotations_{name}", quality.annotations_suite(
             {k: tuple(v) for k, v in scales.items()}, list(PLUTCHIK24.labels), list(EMO8.labels))))
-    whole = quality.validate(df, "annotations", quality.annotations_suite({}, list(PLUTCHIK24.labels), list(EMO8.labels)))
+    whole = _validate(emoforge, df, "annotations", quality.annotations_suite({}, list(PLUTCHIK24.labels), list(EMO8.labels)))
     outcomes.append(whole)
     failed = [o for o in outcomes if not o.success]
     return _result(failed[0] if failed else whole)
@@ -145,7 +153,7 @@ def merged_annotations_valid(context: AssetCheckExecutionContext, emoforge: Emof
                   (f"{p}_n_votes", f"{p}_n_distinct")]
         df[f"{p}__vote_sum"] = df[counts].fillna(0).sum(axis=1).astype("int64")
         df[f"{p}_n_votes"] = df[f"{p}_n_votes"].fillna(0).astype("int64")
-    return _result(quality.validate(df, "merged_annotations", quality.merged_suite(levels)))
+    return _result(_validate(emoforge, df, "merged_annotations", quality.merged_suite(levels)))
 
 
 # ---- the model side -------------------------------------------------------------------------------------
@@ -168,14 +176,14 @@ def image_features_valid(context: AssetCheckExecutionContext, emoforge: Emoforge
             vec, found = wh.feature_store(b["extractor"], int(b["feature_dim"])).read(df.loc[sel, "sha256"].tolist())
             finite[np.flatnonzero(sel.to_numpy())] = found & np.isfinite(vec).all(axis=1)
     df = df.assign(finite=finite)
-    return _result(quality.validate(df, "image_features", quality.features_suite(n_unique * len(bb))))
+    return _result(_validate(emoforge, df, "image_features", quality.features_suite(n_unique * len(bb))))
 
 
 @asset_check(asset=keep_predictions, blocking=True,
              description="GX: one p_keep in [0, 1] per image, all from one keep/reject model version.")
 def keep_predictions_valid(context: AssetCheckExecutionContext, emoforge: EmoforgeResource) -> AssetCheckResult:
     df = emoforge.warehouse.read_table("keep_predictions")
-    return _result(quality.validate(df, "keep_predictions", quality.predictions_suite(["p_keep"])))
+    return _result(_validate(emoforge, df, "keep_predictions", quality.predictions_suite(["p_keep"])))
 
 
 @asset_check(asset=emo8_predictions, blocking=True,
@@ -184,7 +192,7 @@ def emo8_predictions_valid(context: AssetCheckExecutionContext, emoforge: Emofor
     from assets.models import EMO8_COLUMNS
 
     df = emoforge.warehouse.read_table("emo8_predictions")
-    return _result(quality.validate(df, "emo8_predictions", quality.predictions_suite(EMO8_COLUMNS)))
+    return _result(_validate(emoforge, df, "emo8_predictions", quality.predictions_suite(EMO8_COLUMNS)))
 
 
 @asset_check(asset=faces, blocking=True,
@@ -193,7 +201,7 @@ def emo8_predictions_valid(context: AssetCheckExecutionContext, emoforge: Emofor
 def faces_valid(context: AssetCheckExecutionContext, emoforge: EmoforgeResource) -> AssetCheckResult:
     wh = emoforge.warehouse
     df = wh.read_table("faces")
-    out = quality.validate(df, "faces", quality.faces_suite())
+    out = _validate(emoforge, df, "faces", quality.faces_suite())
     status = wh.read_table("face_status", columns=["sha256", "status", "n_faces"])
     per_image = df.groupby("sha256").size()
     bad = status[status["sha256"].duplicated(keep=False)
@@ -214,7 +222,7 @@ def soft_labels_valid(context: AssetCheckExecutionContext, emoforge: EmoforgeRes
 
     df = emoforge.warehouse.read_table("soft_labels")
     df["difficulty_matches"] = df["difficulty"].isna() == df["hard_label"].isna()
-    return _result(quality.validate(df, "soft_labels", quality.soft_labels_suite(list(EMOTION_COLUMNS))))
+    return _result(_validate(emoforge, df, "soft_labels", quality.soft_labels_suite(list(EMOTION_COLUMNS))))
 
 
 @asset_check(asset=dataset_splits, blocking=True,
@@ -228,7 +236,7 @@ def dataset_splits_no_leakage(context: AssetCheckExecutionContext, emoforge: Emo
     groups = {(s, g) for s, g in zip(bad["scheme"], bad["group_id"])}
     df["leaks"] = [(s, g) in groups or (s, f"image:{h}") in groups
                    for s, g, h in zip(df["scheme"], df["group_id"], df["sha256"])]
-    res = _result(quality.validate(df, "dataset_splits", quality.dataset_splits_suite()))
+    res = _result(_validate(emoforge, df, "dataset_splits", quality.dataset_splits_suite()))
     if len(bad):
         res.metadata["leaking_groups"] = MetadataValue.json(bad.head(20).astype(str).to_dict("records"))
     return res
@@ -245,7 +253,7 @@ def _runs_check(asset_def, family: str):
         ok = runs["status"] == "ok"
         runs["complete"] = ((ok & runs["model_version"].notna() & runs["epochs"].notna() & runs["run_id"].isin(measured))
                             | (~ok & runs["reason"].notna()))
-        return _result(quality.validate(runs, f"training_runs_{family}", quality.training_runs_suite()))
+        return _result(_validate(emoforge, runs, f"training_runs_{family}", quality.training_runs_suite()))
     return _check
 
 

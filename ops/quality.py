@@ -8,8 +8,10 @@ great-expectations < 1, so the bridge is this small function).
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import pandas as pd
@@ -33,6 +35,7 @@ class SuiteOutcome:
     success: bool
     n_rows: int
     outcomes: list[ExpectationOutcome]
+    cached: bool = False      # the outcome of an earlier validation of the same rows by the same suite
 
     def failures(self) -> list[ExpectationOutcome]:
         return [o for o in self.outcomes if not o.success]
@@ -66,8 +69,45 @@ def _context():
     return _CTX
 
 
-def validate(df: pd.DataFrame, suite_name: str, expectations: list[Any]) -> SuiteOutcome:
-    """Run GX ``expectations`` (gx.expectations.* objects) on ``df``."""
+def result_key(df: pd.DataFrame, suite_name: str, expectations: list[Any]) -> str | None:
+    """What a suite's outcome depends on: the rows (their Arrow serialization), the suite (each
+    expectation's configuration) and the GX version; None when the rows cannot be serialized."""
+    import great_expectations as gx
+    import pyarrow as pa
+
+    try:
+        table = pa.Table.from_pandas(df, preserve_index=False)
+    except (pa.ArrowException, TypeError, ValueError):
+        return None
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema) as w:
+        w.write_table(table)
+    h = hashlib.sha256(f"{gx.__version__}\x1f{suite_name}".encode())
+    for e in expectations:
+        h.update(json.dumps(e.configuration.to_json_dict(), sort_keys=True, default=str).encode())
+    h.update(hashlib.sha256(sink.getvalue()).digest())
+    return h.hexdigest()[:32]
+
+
+def validate(df: pd.DataFrame, suite_name: str, expectations: list[Any], cache=None) -> SuiteOutcome:
+    """Run GX ``expectations`` (gx.expectations.* objects) on ``df``. ``cache`` (get/put of JSON
+    by key, e.g. the warehouse's ``check_results``): a suite already run on the same rows answers
+    from it (``cached``), so a rebuild that rewrote a table with the same rows checks nothing again."""
+    key = result_key(df, suite_name, expectations) if cache is not None else None
+    if key is not None:
+        hit = cache.get(key)
+        if hit is not None:
+            return SuiteOutcome(suite=hit["suite"], success=bool(hit["success"]), n_rows=int(hit["n_rows"]),
+                                outcomes=[ExpectationOutcome(**o) for o in hit["outcomes"]], cached=True)
+    out = _validate(df, suite_name, expectations)
+    if key is not None:
+        cache.put(key, {"suite": out.suite, "success": out.success, "n_rows": out.n_rows,
+                        "outcomes": [{**asdict(o), "unexpected_count": None if o.unexpected_count is None
+                                      else int(o.unexpected_count)} for o in out.outcomes]})
+    return out
+
+
+def _validate(df: pd.DataFrame, suite_name: str, expectations: list[Any]) -> SuiteOutcome:
     import great_expectations as gx
 
     ctx = _context()

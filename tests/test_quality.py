@@ -44,3 +44,27 @@ def test_merged_suite_needs_an_annotation_per_image_even_when_its_annotators_wer
     out = quality.validate(df, "m", quality.merged_suite(["emotion8"]))
     # i1: both annotators excluded by grading (n_annotators 0) is fine; i2: no annotation at all is not
     assert [(o.expectation, o.unexpected_count) for o in out.failures()] == [("expect_column_values_to_be_between", 1)]
+
+
+def test_an_unchanged_table_is_answered_from_the_cache_without_running_gx(tmp_path, monkeypatch):
+    from warehouse.store import ResultCache
+
+    cache = ResultCache(tmp_path / "check_results")
+    dup = pd.DataFrame({"sha256": ["a" * 64, "a" * 64, "c" * 64], "width": [900, 900, 700]})
+    first = quality.validate(dup, "images", quality.images_suite(800, 1600), cache=cache)
+    assert not first.cached and not first.success
+
+    def no_gx(*a, **k):
+        raise AssertionError("GX ran for rows it had already validated")
+    monkeypatch.setattr(quality, "_validate", no_gx)
+    again = quality.validate(dup.copy(), "images", quality.images_suite(800, 1600), cache=cache)
+    assert again.cached and again.success is False and again.n_rows == 3
+    assert [(o.expectation, o.unexpected_count) for o in again.failures()] == \
+        [(o.expectation, o.unexpected_count) for o in first.failures()]
+    assert isinstance(again.failures()[0].unexpected_count, int) and again.describe() == first.describe()
+    monkeypatch.undo()
+    # other rows, or another suite on the same rows: validated again
+    other = quality.validate(dup.iloc[:2], "images", quality.images_suite(800, 1600), cache=cache)
+    assert not other.cached
+    wider = quality.validate(dup, "images", quality.images_suite(600, 1600), cache=cache)
+    assert not wider.cached and [o.unexpected_count for o in wider.failures()] == [2]

@@ -293,6 +293,11 @@ class Warehouse:
         """Parsed URL lists, kept between processes (keyed by the list file's version)."""
         return self.state_path("url_lists", "x").parent
 
+    def check_results(self) -> "ResultCache":
+        """Outcomes of data-quality suites by the hash of (rows, suite): a check of an unchanged
+        table is answered from here (ops.quality.validate)."""
+        return ResultCache(self.state_path("check_results", "x").parent)
+
     def phash_index_dir(self, mode: str) -> Path:
         """The persistent near-duplicate index of one pHash mode."""
         return self.state_path(f"phash_index_{mode}", "x").parent
@@ -494,3 +499,21 @@ class Warehouse:
         path = self.export_path(name)
         atomic_write_bytes(path, data)
         return path
+
+
+class ResultCache:
+    """A directory of small JSON documents by key (one file each, written atomically)."""
+
+    def __init__(self, root: Path):
+        self.root = Path(root)
+
+    def get(self, key: str) -> dict | None:
+        p = self.root / f"{key}.json"
+        try:
+            return json.loads(p.read_text())
+        except (OSError, ValueError):
+            return None
+
+    def put(self, key: str, value: dict) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(self.root / f"{key}.json", json.dumps(value, default=str, sort_keys=True).encode(), durable=False)
