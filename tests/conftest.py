@@ -17,6 +17,15 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+# Under pytest-xdist (`make test-fast`: one worker per core) each worker's torch/OpenMP pool would
+# otherwise start one thread per core too, so two workers run four compute threads on two cores and
+# every torch op waits at its barriers for a thread that is not scheduled. One compute thread per
+# worker, set before anything imports torch or numpy (conftest is imported before the test modules,
+# and these lines before its own imports). A serial run (`make test`) keeps the libraries' defaults.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ.setdefault(_var, "1")
+
 import pytest
 
 from helpers import SMALL_DEMO_N, LocalServer, reserve_port

@@ -37,13 +37,9 @@ tables (3x the index storage for t=4).
 
 Grouping the pairs into near-duplicate groups lives in ``ops.dedup.grouping``.
 
-One cohesive algorithm (multi-index hashing: band tables, candidate enumeration, verification and
-the persistent incremental index that shares them), hence one module above 600 lines.
+One cohesive algorithm, hence one module above 600 lines: the index layout, candidate enumeration,
+verification, persistence and the incremental update all share the same band masks and sorted arrays.
 Plain numpy/pandas/pyarrow; no Dagster imports (enforced by import-linter).
-
-One cohesive algorithm (index layout, candidate enumeration, verification, persistence and
-incremental update share the same band masks and sorted arrays), so it stays one module though it is
-longer than the others.
 """
 
 from __future__ import annotations
