@@ -25,7 +25,7 @@ def demo_world(context: AssetExecutionContext, emoforge: EmoforgeResource):
     if s.acquisition.provider.kind != "demo":
         return io.result(None, demo=False, note=f"not a demo build (provider {s.acquisition.provider.kind}): nothing to generate")
     d = s.acquisition.provider.demo
-    built = site.build_site(emoforge.demo_site_dir, n_images=d.n_images, seed=d.seed, world=d.world.spec())
+    built = site.build_site(emoforge.demo_site_dir, n_images=d.n_images, seed=d.seed, world=d.world)
     kinds: dict[str, int] = {}
     for e in built.entries:
         kinds[e.kind] = kinds.get(e.kind, 0) + 1

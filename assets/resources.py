@@ -115,7 +115,7 @@ class DemoWebResource(ConfigurableResource):
 
         demo = emo.settings.acquisition.provider.demo
         corpus_dir = emo.demo_site_dir
-        entries = build_site(corpus_dir, n_images=demo.n_images, seed=demo.seed, world=demo.world.spec()).entries
+        entries = build_site(corpus_dir, n_images=demo.n_images, seed=demo.seed, world=demo.world).entries
         base = f"http://127.0.0.1:{demo.port}"
         server = DemoServer(corpus_dir, entries, host="127.0.0.1", port=demo.port)
         try:

@@ -450,7 +450,7 @@ def bench_server(site_dir: Path, port: int, extra: list):
 
     demo = demo_config().acquisition.provider.demo
     t0 = time.perf_counter()
-    entries = build_site(site_dir, n_images=demo.n_images, seed=demo.seed, world=demo.world.spec()).entries
+    entries = build_site(site_dir, n_images=demo.n_images, seed=demo.seed, world=demo.world).entries
     dt = time.perf_counter() - t0
     if dt > 30:
         say(f"    (build_site took {dt:.0f} s: the site was regenerated?)")
@@ -861,7 +861,7 @@ def main() -> None:
 
             demo = demo_config().acquisition.provider.demo
             t0 = time.perf_counter()
-            build_site(tmp / "world_site", n_images=demo.n_images, seed=demo.seed, world=demo.world.spec())
+            build_site(tmp / "world_site", n_images=demo.n_images, seed=demo.seed, world=demo.world)
             early, late_sources, held = hold_back_newest(tmp / "world_site", tmp / "exports", args.frac)
             base["annotations"] = {"sources": early}
             say(f"    held back from the full build (the world generated beside it in "

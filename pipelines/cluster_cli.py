@@ -36,7 +36,7 @@ def cmd_demo_server(args: argparse.Namespace) -> int:
     except ConfigError as e:
         print(f"emoforge demo-server: {e}", file=sys.stderr)
         return EXIT_USAGE
-    site = build_site(emo.demo_site_dir, n_images=demo.n_images, seed=demo.seed, world=demo.world.spec())
+    site = build_site(emo.demo_site_dir, n_images=demo.n_images, seed=demo.seed, world=demo.world)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:

@@ -59,11 +59,6 @@ class DemoWorld(_Strict):
     overlap_fraction: float = Field(0.6, ge=0, le=1)     # scenes annotated by 2-5 annotators (others by one)
     workers: int = Field(2, ge=1, le=64)                  # processes rendering (same bytes for any number)
 
-    def spec(self):
-        from ops.demo.site import WorldSpec
-
-        return WorldSpec(**self.model_dump())
-
 
 class DemoProvider(_Strict):
     n_images: int = Field(240, ge=20, le=5000)

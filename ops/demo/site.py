@@ -71,11 +71,15 @@ def world_entries(world, corpus: list[DemoEntry], seed: int) -> list[DemoEntry]:
     return out
 
 
-def build_site(root: Path, *, n_images: int = 240, seed: int = 7, world: WorldSpec | None = None) -> Site:
-    """Build (or find intact) the corpus and the world under ``root``; return every search result."""
+def build_site(root: Path, *, n_images: int = 240, seed: int = 7, world=None) -> Site:
+    """Build (or find intact) the corpus and the world under ``root``; return every search result.
+    ``world``: a WorldSpec, or the configuration's ``acquisition.provider.demo.world`` section (the
+    configuration does not know this module; the section is read here)."""
     from ops.demo.world import build_world
 
     root = Path(root)
+    if world is not None and not isinstance(world, WorldSpec):
+        world = WorldSpec(**world.model_dump())
     corpus = build_corpus(root, n_images=n_images, seed=seed)
     w = None
     entries = list(corpus)

@@ -110,7 +110,7 @@ def expected_statuses(c: LocalCluster) -> dict:
 
     emo = EmoforgeResource(config_path=str(c.cfg), data_dir=str(c.data_dir), demo=True)
     demo = emo.settings.acquisition.provider.demo
-    site = build_site(emo.demo_site_dir, n_images=demo.n_images, seed=demo.seed, world=demo.world.spec())
+    site = build_site(emo.demo_site_dir, n_images=demo.n_images, seed=demo.seed, world=demo.world)
     return {(e.query, e.rank): e.expected_status for e in site.entries}
 
 
