@@ -67,6 +67,19 @@ def _primary_ready(io) -> tuple[dict | None, str | None]:
     return p, None
 
 
+def _backbone_heldout(io, primary: dict) -> dict[str, bool] | None:
+    """{sha256: held out?} over the images the predictors' backbone was trained on, when it was trained
+    on this build's labels (the labels stored beside it); None for pretrained weights."""
+    version = primary.get("model_version")
+    if not isinstance(version, str):
+        return None
+    desc = next((d for d in io.wh.models.all() if d.get("model_version") == version), None)
+    lab = io.wh.models.labels_of(desc) if desc is not None else None
+    if lab is None:
+        return None
+    return dict(zip(lab["sha256"].astype(str), lab["heldout"].astype(bool)))
+
+
 def _model_metadata(io, desc: dict, trained: bool, title: str) -> dict:
     m = desc.get("metrics", {})
     hold = m.get("holdout", {})
@@ -322,13 +335,15 @@ def _train_predictor(context, emoforge, task: str, label_fn, classes: list[str],
         io.wh.set_current_model(task, None)
         return io.result(None, trained=False, reason=f"not trained: {why}")
     snap = labels.snapshot(lab)
-    fp = _fingerprint({"head": head_cfg.model_dump(), "holdout": [cfg.holdout_fraction, cfg.holdout_seed]})
+    bb_hold = _backbone_heldout(io, primary)
+    fp = _fingerprint({"head": head_cfg.model_dump(), "holdout": [cfg.holdout_fraction, cfg.holdout_seed],
+                       "holdout_follows_backbone": bb_hold is not None})
     key = predictors.predictor_key(task, primary["extractor"], snap, fp)
     feats = _features(io, primary["extractor"], int(primary["feature_dim"]))
 
     def fit():
         data, meta, _ = train_head_task(task, lab, classes, feats, head_cfg.spec(), cfg.holdout_fraction, cfg.holdout_seed,
-                                        primary["extractor"], primary["id"], snap, fp)
+                                        primary["extractor"], primary["id"], snap, fp, backbone_heldout=bb_hold)
         return data, meta
 
     X, found = feats(lab["sha256"].astype(str).tolist())

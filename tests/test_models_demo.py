@@ -36,6 +36,20 @@ def _current(wh: Warehouse, task: str) -> dict:
     return desc
 
 
+def test_heads_are_never_scored_on_images_their_backbone_trained_on(demo_build):
+    wh = Warehouse(demo_build.data_dir)
+    bb = wh.read_table("backbones")
+    for task in ("keep_reject", "emo8"):
+        desc = _current(wh, task)
+        row = bb[bb["id"] == desc["backbone"]].iloc[0]
+        stored = next(d for d in wh.models.all() if d["model_version"] == row["model_version"])
+        lab = wh.models.labels_of(stored)
+        assert lab is not None, "a backbone trained on the build's labels keeps them"
+        trained_on = set(lab.loc[~lab["heldout"].astype(bool), "sha256"].astype(str))
+        held = set(desc["holdout"]["sha256"])
+        assert held and not held & trained_on, (task, len(held & trained_on))
+
+
 def test_keep_reject_beats_chance_on_held_out_scenes(demo_build):
     wh = Warehouse(demo_build.data_dir)
     desc = _current(wh, "keep_reject")

@@ -337,3 +337,37 @@ def test_metrics_table_long_format():
     assert overall["ccc"] == approx((1 + 4 / 7) / 2) and overall["mse"] == approx(0.5)
     assert df[(df.metric == "w_mae") & (df["class"] == "b")]["value"].item() == approx(0.0)
     assert df["class"].isna().sum() == 10 and (df.split == "test").all()
+
+
+# ---- held-out images: a head never scored on an image its backbone trained on ----------------------
+def test_head_holdout_keeps_the_backbones_side_of_every_image_it_saw():
+    from ops.training.classifier import HeadSpec
+    from ops.training.predictors import train_head_task
+
+    rng = np.random.default_rng(5)
+    n = 120
+    shas = [f"{i:064x}" for i in range(n)]
+    y = np.array(["a", "b"] * (n // 2))
+    X = rng.normal(size=(n, 4)).astype("float32") + (y == "a")[:, None] * 2.0
+    pos = {s: i for i, s in enumerate(shas)}
+
+    def feats(ids):
+        return X[[pos[i] for i in ids]], np.ones(len(ids), bool)
+
+    import pandas as pd
+    lab = pd.DataFrame({"sha256": shas, "label": y})
+    # the backbone saw the first 90 images and held out every 3rd of them; the last 30 are new to it
+    bb = {s: (i % 3 == 0) for i, s in enumerate(shas[:90])}
+    spec = HeadSpec(epochs=5, patience=5)
+    _, meta, _ = train_head_task("t", lab, ["a", "b"], feats, spec, 0.2, 0, "ext", "bb", "snap", "fp",
+                                 backbone_heldout=bb)
+    held = set(meta["holdout"]["sha256"])
+    trained_on_by_backbone = {s for s, h in bb.items() if not h}
+    assert not held & trained_on_by_backbone
+    assert {s for s, h in bb.items() if h} <= held            # 30 images the backbone held out
+    assert meta["holdout"]["side_from_backbone"] == 90
+    new = set(shas[90:]) & held                               # the head's own 20 % cut of the 30 new ones
+    assert 1 <= len(new) <= 15
+    # without the backbone's sides the head's own cut puts some backbone-training images in its holdout
+    _, meta0, _ = train_head_task("t", lab, ["a", "b"], feats, spec, 0.2, 0, "ext", "bb", "snap", "fp")
+    assert set(meta0["holdout"]["sha256"]) & trained_on_by_backbone

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 import numpy as np
 import pandas as pd
@@ -74,9 +74,17 @@ def stratify_key(labels: pd.DataFrame, columns: list[str]) -> list[str]:
 
 def train_head_task(task: str, labels: pd.DataFrame, classes: list[str], features: Callable[[list[str]], tuple[np.ndarray, np.ndarray]],
                     spec: HeadSpec, holdout_fraction: float, holdout_seed: int, extractor: str, backbone: str,
-                    label_snapshot: str, config_fingerprint: str) -> tuple[bytes, dict, TrainedHead]:
+                    label_snapshot: str, config_fingerprint: str,
+                    backbone_heldout: Mapping[str, bool] | None = None) -> tuple[bytes, dict, TrainedHead]:
     """Train a predictor head for ``task`` on the features of the labelled images (images without
-    features are left out and counted)."""
+    features are left out and counted).
+
+    ``backbone_heldout``: when the features come from a backbone trained on this build's labels, its
+    training images (sha256 -> held out by the backbone?, the labels stored beside it). An image the
+    backbone saw keeps the backbone's side: the head is then never scored on an image whose labels
+    shaped its features (the backbone stratifies by affectnet8, emotion8, keep; the head by its own
+    label, so the two hash cuts alone would disagree on some images). Images the backbone never saw
+    take the head's own stratified cut (:func:`ops.training.holdout.holdout_mask`)."""
     X, found = features(labels["sha256"].astype(str).tolist())
     lab = labels[found].reset_index(drop=True)
     X = X[found]
@@ -84,11 +92,17 @@ def train_head_task(task: str, labels: pd.DataFrame, classes: list[str], feature
         raise ValueError(f"{task}: {len(lab)} labelled images with features and {lab['label'].nunique()} classes; "
                          f"training needs at least 4 images of 2 classes")
     hold = holdout_mask(lab["sha256"].astype(str), lab["label"].astype(str), holdout_fraction, holdout_seed)
+    n_from_backbone = 0
+    if backbone_heldout:
+        shas = lab["sha256"].astype(str).tolist()
+        n_from_backbone = sum(1 for x in shas if x in backbone_heldout)
+        hold = np.array([bool(backbone_heldout[x]) if x in backbone_heldout else bool(h) for x, h in zip(shas, hold)])
     head = train_classifier(X, lab["label"].astype(str).tolist(), lab["sha256"].astype(str).tolist(), classes, spec, hold)
     meta = {"backbone": backbone, "extractor": extractor, "label_snapshot": label_snapshot,
             "n_training_labels": int(len(lab)), "labels_without_features": int((~found).sum()),
             "config_fingerprint": config_fingerprint, "metrics": head.metrics, "classes": classes,
             "holdout": {"fraction": holdout_fraction, "seed": holdout_seed, "n": int(hold.sum()),
+                        "side_from_backbone": n_from_backbone,
                         "sha256": lab.loc[hold, "sha256"].astype(str).tolist()},
             "curves": head.curves.to_dict("list")}
     return head.to_bytes(), meta, head
