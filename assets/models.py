@@ -337,7 +337,7 @@ def _train_predictor(context, emoforge, task: str, label_fn, classes: list[str],
     snap = labels.snapshot(lab)
     bb_hold = _backbone_heldout(io, primary)
     fp = _fingerprint({"head": head_cfg.model_dump(), "holdout": [cfg.holdout_fraction, cfg.holdout_seed],
-                       "holdout_follows_backbone": bb_hold is not None})
+                       "scored_without_backbone_training": bb_hold is not None})
     key = predictors.predictor_key(task, primary["extractor"], snap, fp)
     feats = _features(io, primary["extractor"], int(primary["feature_dim"]))
 

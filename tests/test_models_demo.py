@@ -37,6 +37,8 @@ def _current(wh: Warehouse, task: str) -> dict:
 
 
 def test_heads_are_never_scored_on_images_their_backbone_trained_on(demo_build):
+    """The heads' held-out metrics (and the tests below, which read the same list) leave out images the
+    from-scratch backbone trained on."""
     wh = Warehouse(demo_build.data_dir)
     bb = wh.read_table("backbones")
     for task in ("keep_reject", "emo8"):

@@ -340,7 +340,9 @@ def test_metrics_table_long_format():
 
 
 # ---- held-out images: a head never scored on an image its backbone trained on ----------------------
-def test_head_holdout_keeps_the_backbones_side_of_every_image_it_saw():
+def test_head_metrics_leave_out_held_out_images_its_backbone_trained_on():
+    import pandas as pd
+
     from ops.training.classifier import HeadSpec
     from ops.training.predictors import train_head_task
 
@@ -354,20 +356,20 @@ def test_head_holdout_keeps_the_backbones_side_of_every_image_it_saw():
     def feats(ids):
         return X[[pos[i] for i in ids]], np.ones(len(ids), bool)
 
-    import pandas as pd
     lab = pd.DataFrame({"sha256": shas, "label": y})
     # the backbone saw the first 90 images and held out every 3rd of them; the last 30 are new to it
     bb = {s: (i % 3 == 0) for i, s in enumerate(shas[:90])}
-    spec = HeadSpec(epochs=5, patience=5)
-    _, meta, _ = train_head_task("t", lab, ["a", "b"], feats, spec, 0.2, 0, "ext", "bb", "snap", "fp",
-                                 backbone_heldout=bb)
-    held = set(meta["holdout"]["sha256"])
     trained_on_by_backbone = {s for s, h in bb.items() if not h}
-    assert not held & trained_on_by_backbone
-    assert {s for s, h in bb.items() if h} <= held            # 30 images the backbone held out
-    assert meta["holdout"]["side_from_backbone"] == 90
-    new = set(shas[90:]) & held                               # the head's own 20 % cut of the 30 new ones
-    assert 1 <= len(new) <= 15
-    # without the backbone's sides the head's own cut puts some backbone-training images in its holdout
-    _, meta0, _ = train_head_task("t", lab, ["a", "b"], feats, spec, 0.2, 0, "ext", "bb", "snap", "fp")
-    assert set(meta0["holdout"]["sha256"]) & trained_on_by_backbone
+    spec = HeadSpec(epochs=5, patience=5)
+    _, plain, head0 = train_head_task("t", lab, ["a", "b"], feats, spec, 0.2, 0, "ext", "bb", "snap", "fp")
+    _, meta, head = train_head_task("t", lab, ["a", "b"], feats, spec, 0.2, 0, "ext", "bb", "snap", "fp",
+                                    backbone_heldout=bb)
+    own_cut = set(plain["holdout"]["sha256"])
+    assert own_cut & trained_on_by_backbone          # the head's own cut alone would score such images
+    scored = set(meta["holdout"]["sha256"])
+    assert scored == own_cut - trained_on_by_backbone
+    assert meta["holdout"]["not_scored_backbone_trained_on"] == len(own_cut & trained_on_by_backbone)
+    assert meta["metrics"]["n_scored"] == len(scored) and meta["metrics"]["n_holdout"] == len(own_cut)
+    # the same training images, so the same model: only the metrics change
+    assert meta["metrics"]["n_train"] == plain["metrics"]["n_train"]
+    np.testing.assert_array_equal(head.predict_proba(X), head0.predict_proba(X))

@@ -114,10 +114,11 @@ def evaluate(y_true: Sequence[int], proba: np.ndarray, classes: Sequence[str]) -
 
 
 def train_classifier(X: np.ndarray, labels: Sequence[str], ids: Sequence[str], classes: Sequence[str], spec: HeadSpec,
-                     holdout: np.ndarray | None = None) -> TrainedHead:
+                     holdout: np.ndarray | None = None, scored: np.ndarray | None = None) -> TrainedHead:
     """Train a head on features ``X`` (N, d) for ``labels`` (one of ``classes`` each). ``holdout``:
-    a mask of images kept out of training and used for the metrics. Early stopping on a stratified
-    validation part of the training images (its best epoch's weights are kept)."""
+    a mask of images kept out of training and used for the metrics; ``scored`` (a part of the
+    holdout) narrows the metrics to those images. Early stopping on a stratified validation part of
+    the training images (its best epoch's weights are kept)."""
     classes = list(classes)
     index = {c: i for i, c in enumerate(classes)}
     y = np.array([index[lab] for lab in labels], dtype=np.int64)
@@ -155,7 +156,7 @@ def train_classifier(X: np.ndarray, labels: Sequence[str], ids: Sequence[str], c
             loss = loss_fn(model(Z[b]), Y[b])
             loss.backward()
             opt.step()
-            total += float(loss) * len(b)
+            total += loss.item() * len(b)
         model.eval()
         with torch.inference_mode():
             vloss = float(loss_fn(model(Z[val]), Y[val])) if len(val) else total / len(fit)
@@ -168,10 +169,11 @@ def train_classifier(X: np.ndarray, labels: Sequence[str], ids: Sequence[str], c
     if best[1] is not None:
         model.load_state_dict(best[1])
     head = TrainedHead(model, classes, mean, std, spec, curves=pd.DataFrame(rows))
+    score = hold if scored is None else (np.asarray(scored, bool) & hold)
     metrics: dict[str, Any] = {"n_train": int(len(fit)), "n_validation": int(len(val)), "n_holdout": int(hold.sum()),
-                               "best_epoch": int(best[2]), "epochs_run": len(rows),
+                               "n_scored": int(score.sum()), "best_epoch": int(best[2]), "epochs_run": len(rows),
                                "train_counts": {c: int(counts[i]) for i, c in enumerate(classes)}}
-    if hold.any():
-        metrics["holdout"] = evaluate(y[hold], head.predict_proba(X[hold]), classes)
+    if score.any():
+        metrics["holdout"] = evaluate(y[score], head.predict_proba(X[score]), classes)
     head.metrics = metrics
     return head

@@ -79,12 +79,13 @@ def train_head_task(task: str, labels: pd.DataFrame, classes: list[str], feature
     """Train a predictor head for ``task`` on the features of the labelled images (images without
     features are left out and counted).
 
-    ``backbone_heldout``: when the features come from a backbone trained on this build's labels, its
-    training images (sha256 -> held out by the backbone?, the labels stored beside it). An image the
-    backbone saw keeps the backbone's side: the head is then never scored on an image whose labels
-    shaped its features (the backbone stratifies by affectnet8, emotion8, keep; the head by its own
-    label, so the two hash cuts alone would disagree on some images). Images the backbone never saw
-    take the head's own stratified cut (:func:`ops.training.holdout.holdout_mask`)."""
+    ``backbone_heldout``: when the features come from a backbone trained on this build's labels, the
+    images it saw (sha256 -> held out by the backbone?, the labels stored beside it). The head still
+    trains on its own stratified cut (:func:`ops.training.holdout.holdout_mask`, so the model and its
+    predictions do not depend on this), but its metrics leave out the held-out images the backbone
+    trained on: the backbone stratifies by affectnet8, emotion8, keep and the head by its own label,
+    so the two hash cuts disagree on some images, and features fitted to an image's label would score
+    it too well. ``holdout.sha256`` lists the images scored."""
     X, found = features(labels["sha256"].astype(str).tolist())
     lab = labels[found].reset_index(drop=True)
     X = X[found]
@@ -92,18 +93,17 @@ def train_head_task(task: str, labels: pd.DataFrame, classes: list[str], feature
         raise ValueError(f"{task}: {len(lab)} labelled images with features and {lab['label'].nunique()} classes; "
                          f"training needs at least 4 images of 2 classes")
     hold = holdout_mask(lab["sha256"].astype(str), lab["label"].astype(str), holdout_fraction, holdout_seed)
-    n_from_backbone = 0
+    scored = hold
     if backbone_heldout:
-        shas = lab["sha256"].astype(str).tolist()
-        n_from_backbone = sum(1 for x in shas if x in backbone_heldout)
-        hold = np.array([bool(backbone_heldout[x]) if x in backbone_heldout else bool(h) for x, h in zip(shas, hold)])
-    head = train_classifier(X, lab["label"].astype(str).tolist(), lab["sha256"].astype(str).tolist(), classes, spec, hold)
+        seen_in_training = np.array([x in backbone_heldout and not backbone_heldout[x] for x in lab["sha256"].astype(str)])
+        scored = hold & ~seen_in_training
+    head = train_classifier(X, lab["label"].astype(str).tolist(), lab["sha256"].astype(str).tolist(), classes, spec, hold, scored)
     meta = {"backbone": backbone, "extractor": extractor, "label_snapshot": label_snapshot,
             "n_training_labels": int(len(lab)), "labels_without_features": int((~found).sum()),
             "config_fingerprint": config_fingerprint, "metrics": head.metrics, "classes": classes,
             "holdout": {"fraction": holdout_fraction, "seed": holdout_seed, "n": int(hold.sum()),
-                        "side_from_backbone": n_from_backbone,
-                        "sha256": lab.loc[hold, "sha256"].astype(str).tolist()},
+                        "not_scored_backbone_trained_on": int((hold & ~scored).sum()),
+                        "sha256": lab.loc[scored, "sha256"].astype(str).tolist()},
             "curves": head.curves.to_dict("list")}
     return head.to_bytes(), meta, head
 
