@@ -166,9 +166,11 @@ def _train_small(io, choice: BackboneChoice, cfg, bid: str, tasks: list[str]):
     key = labels.training_key(*base[:4], snap, *base[4:])
     strata = predictors.stratify_key(targets, ["affectnet8", "emotion8", "keep"])
     hold = holdout_mask(targets["sha256"].astype(str), strata, cfg.holdout_fraction, cfg.holdout_seed)
+    # the heads read which images a kept backbone trained on from its stored labels (and leave them out
+    # of their metrics), so an image the hash cut moved into today's holdout does not force training
     budget = LabelBudget(labels.training_key(*base), pd.DataFrame({"sha256": targets["sha256"].astype(str),
                                                                    "label": combined, "heldout": hold}),
-                         cfg.retrain_label_change)
+                         cfg.retrain_label_change, scored_on_current_holdout=False)
 
     def fit():
         paths = [io.wh.blobs.path(s) for s in targets["sha256"]]

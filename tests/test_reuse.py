@@ -76,6 +76,24 @@ def test_an_image_it_trained_on_that_is_now_held_out_forces_training(tmp_path):
     assert not new and fit.n == 2
 
 
+def test_a_backbone_is_kept_when_the_hash_cut_moves_an_image_it_trained_on_into_the_holdout(tmp_path):
+    """The from-scratch backbone's consumers read its own stored labels (scored_on_current_holdout=False):
+    an image it trained on that today's cut holds out is no reason to train again; the change still counts."""
+    store, fit = ModelStore(tmp_path), Counter()
+    first, _ = fit_or_reuse(store, "backbone", "k1", fit, LabelBudget("base", _labels(100), 0.10, False))
+    moved = _labels(100, add=3)
+    moved.loc[moved["sha256"] == f"{1:064x}", "heldout"] = True     # row 1 was trained on
+    kept, new = fit_or_reuse(store, "backbone", "k2", fit, LabelBudget("base", moved, 0.10, False))
+    assert not new and fit.n == 1 and kept["model_version"] == first["model_version"]
+    assert kept["label_budget"]["trained_on_now_heldout"] == 1 and kept["label_budget"]["added"] == 3
+    # its stored labels still say what it trained on: row 1 on the training side
+    lab = store.labels_of(kept)
+    assert not lab.loc[lab["sha256"] == f"{1:064x}", "heldout"].item()
+    # beyond the budget it is trained again all the same
+    _, new = fit_or_reuse(store, "backbone", "k3", fit, LabelBudget("base", _labels(100, relabel=12), 0.10, False))
+    assert new and fit.n == 2
+
+
 def test_a_model_without_its_labels_is_not_kept(tmp_path):
     store, fit = ModelStore(tmp_path), Counter()
     first, _ = fit_or_reuse(store, "backbone", "k1", fit, LabelBudget("base", _labels(100), 0.10))

@@ -11,7 +11,13 @@ A label budget relaxes only the label part of the key. A stored model with the s
 - the share of its training labels that changed is at most ``max_change``: images added, removed
   or relabelled (a changed split counts as relabelled), over the number it was trained on; and
 - no image it trained on is held out now (``heldout`` = the image is in the split the model is
-  evaluated on): a kept model is never scored on an image it saw.
+  evaluated on): a kept model is never scored on an image it saw. This holds for models scored on
+  today's held-out images (the baselines: their evaluation split). A model whose consumers read
+  which images it trained on from the labels stored beside it (the from-scratch backbones: the
+  heads leave those images out of their metrics) sets ``scored_on_current_holdout=False``: the
+  stratified hash cut moves an image into the holdout when its label's group grows
+  (:func:`ops.training.holdout.holdout_mask` holds out the lowest ``round(fraction * n)``), and
+  for such a model that alone is no reason to train again.
 
 ``max_change = 0`` keeps the strict behaviour (any change retrains). The decision and its figures
 travel in the returned description (``label_budget``), so tables and the UI can say that a model is
@@ -33,6 +39,7 @@ class LabelBudget:
     base_key: str
     labels: pd.DataFrame          # sha256, label, heldout: the labels a model would be trained on now
     max_change: float
+    scored_on_current_holdout: bool = True   # False: a trained-on image now held out does not force training
 
 
 @dataclass(frozen=True)
@@ -77,7 +84,7 @@ def keep_within_budget(store, task: str, budget: LabelBudget) -> dict | None:
     if old is None:
         return None
     ch = label_change(old, budget.labels)
-    if ch.fraction > budget.max_change or ch.trained_on_now_heldout > 0:
+    if ch.fraction > budget.max_change or (budget.scored_on_current_holdout and ch.trained_on_now_heldout > 0):
         return None
     return {**prev, "label_budget": {**ch.as_dict(), "max_change": budget.max_change}}
 
