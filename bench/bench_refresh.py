@@ -245,6 +245,27 @@ def label_changes(before: dict, after: dict) -> dict:
     return res
 
 
+def backbone_changes(data: Path) -> dict:
+    """Per backbone id with two or more stored models: the label change (ops.training.reuse) between
+    the labels of the newest and the one before, i.e. what the budget saw when it trained again."""
+    from ops.training.reuse import label_change
+    from warehouse.store import Warehouse
+
+    store = Warehouse(data).models
+    by_id: dict[str, list] = {}
+    for d in store.all():
+        if d.get("task") == "backbone":
+            by_id.setdefault(d.get("backbone"), []).append(d)
+    out = {}
+    for bid, ds in by_id.items():
+        ds = sorted(ds, key=lambda d: d.get("created_at", ""))
+        if len(ds) >= 2:
+            old, new = store.labels_of(ds[-2]), store.labels_of(ds[-1])
+            if old is not None and new is not None:
+                out[bid] = {"model_version": ds[-1]["model_version"], **label_change(old, new).as_dict()}
+    return out
+
+
 def assignments(data: Path) -> dict:
     """Which split (per scheme) each image is in, and which images are kept: to see what the new data
     moved among the images that were there before."""
@@ -709,12 +730,15 @@ def analysis(builds: list[dict], ctx: dict) -> list[str]:
     trained_bb = bb.get("trained_now") or []
     changed = ", ".join(f"{n}: {v['added']} added / {v['removed']} removed / {v['changed']} changed" for n, v in lc.items())
     if trained_bb:
+        why = [f"`{bid}`: {100 * c['fraction']:.1f} % of its {c['n_trained_on']} training labels changed "
+               f"({c['added']} added, {c['removed']} removed, {c['relabelled']} relabelled), "
+               f"{c['trained_on_now_heldout']} image(s) it trained on now held out"
+               for bid, c in (ctx.get("backbone_changes") or {}).items() if c["model_version"] in trained_bb]
         pts.append(f"- **Backbone retraining, {_step(refresh, 'backbones'):.0f} s**: `backbones` trained "
                    f"{len(trained_bb)} backbone(s) again from scratch ({', '.join(trained_bb)}). A stored backbone of "
-                   "the same configuration is kept only while at most `models.retrain_label_change` (10 %) of the "
-                   "labels it was trained on changed (ops/training/reuse.py `fit_or_reuse`); the new annotations "
-                   f"changed more than that for the retrained one ({changed}). New images alone (no label) do not "
-                   "trigger this.")
+                   "the same configuration is kept while at most `models.retrain_label_change` (10 %) of the "
+                   "labels it was trained on changed (ops/training/reuse.py `fit_or_reuse`); what the budget saw: "
+                   + ("; ".join(why) if why else changed) + ". New images alone (no label) do not trigger this.")
     kb = bb.get("kept_within_label_budget")
     if isinstance(kb, dict) and kb and "note" not in kb:
         pts.append(f"- **Backbones kept within the label budget** ({_step(refresh, 'backbones'):.0f} s): "
@@ -903,6 +927,7 @@ def main() -> None:
             after = counts(data)
             labels_after = training_labels(data)
             assign_after = assignments(data)
+            bb_changes = backbone_changes(data)
             builds.append(run_build("no-op after", refresh_cfg, data, logs, args.timeout))
         got = after["unique_images"] - before["unique_images"]
         if got != k_images:
@@ -914,7 +939,7 @@ def main() -> None:
                "k_reject": k_reject,
                "ann": ann, "queries": queries, "n_queries": n_queries, "new_batch": new_batch,
                "label_changes": label_changes(labels_before, labels_after),
-               "moved": moved(assign_before, assign_after),
+               "moved": moved(assign_before, assign_after), "backbone_changes": bb_changes,
                "noop_release_changes": rels.get(noop_rel) if noop_rel else None, "releases": release_changes(data)}
         ctx["total_s"] = time.perf_counter() - t_start
         ctx["load_end"] = load()
