@@ -106,9 +106,14 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(body)))
         for k, v in (headers or {}).items():
             self.send_header(k, v)
+        if self.command == "HEAD" or not body:
+            self._done()
+            self.end_headers()
+            return
         self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(body)
+        self.wfile.write(body[:-1])
+        self._done()              # before the last byte: the client cannot have finished (see _done)
+        self.wfile.write(body[-1:])
 
     def _redirect(self, code: int, location: str) -> None:
         self._send(code, f"Moved: {location}\n".encode(), headers={"Location": location})
@@ -135,13 +140,27 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_response(200)
         self.send_header("Content-Type", ctype)
         self.send_header("Transfer-Encoding", "chunked")
-        self.end_headers()
         if self.command == "HEAD":
+            self._done()
+            self.end_headers()
             return
+        self.end_headers()
         for i in range(0, len(data), 65536):
             chunk = data[i:i + 65536]
             self.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
-        self.wfile.write(b"0\r\n\r\n")
+        self.wfile.write(b"0\r\n\r")
+        self._done()
+        self.wfile.write(b"\n")
+
+    def _done(self) -> None:
+        """This request stops counting as in flight (DemoServer.stats). Called just before the
+        response's last byte: a client frees its per-host slot only after it has read that byte, so a
+        request that another worker sends on the freed slot always finds this one already counted
+        out. Counting out after the last write (in do_GET's ``finally``) let such a request arrive
+        while this thread had not yet run, and showed 3 in flight with 2 slots on a loaded machine."""
+        if getattr(self, "_counted", False):
+            self._counted = False
+            self.demo._leave()
 
     def _wait(self, seconds: float) -> bool:
         """Sleep, unless the server is stopping; True if it is."""
@@ -156,16 +175,15 @@ class _Handler(BaseHTTPRequestHandler):
         self.demo._log(self.command, self.path)
         # a stalled response outlives the client, which gives up (timeout) and frees its slot: the
         # host keeps answering nobody, so it is not a request the client holds
-        counted = not self.path.startswith(("/search", "/__emoforge/", "/stall/"))
-        if counted:
+        self._counted = not self.path.startswith(("/search", "/__emoforge/", "/stall/"))
+        if self._counted:
             self.demo._enter()
         try:
             self._route()
         except (ConnectionError, socket.timeout, OSError):
             self.close_connection = True
         finally:
-            if counted:
-                self.demo._leave()
+            self._done()          # responses that did not count out before their last byte
 
     def _route(self) -> None:
         split = urlsplit(self.path)

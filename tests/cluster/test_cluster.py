@@ -140,7 +140,9 @@ def test_the_demo_builds_end_to_end_on_both_workers(built):
     got = {(r["query"], int(r["rank"])): r["status"] for r in rows}
     assert len(rows) == len(expected) == len({r["candidate_id"] for r in rows})
     assert {k: (got.get(k), v) for k, v in expected.items() if got.get(k) != v} == {}
-    keyed = [("unique_images", "sha256")] + ([("image_features", "sha256"), ("soft_labels", "sha256")] if FULL else [])
+    # one row per image, per (image, extractor), per face
+    keyed = [("unique_images", "sha256")] + ([("image_features", "(sha256, extractor)"), ("soft_labels", "face_id")]
+                                             if FULL else [])
     for table, key in keyed:
         dup = sql(c, f"select count(*) - count(distinct {key}) as d, count(*) as n from {table}",
                   "--data-dir", str(c.data_dir))[0]
