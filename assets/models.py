@@ -87,6 +87,8 @@ def _model_metadata(io, desc: dict, trained: bool, title: str) -> dict:
           "n_training_labels": MetadataValue.int(int(desc.get("n_training_labels", 0))),
           "metrics": MetadataValue.json({k: v for k, v in hold.items() if k != "confusion_matrix"} or
                                         {"note": "no held-out images"})}
+    if "label_budget" in desc:
+        md["kept_within_label_budget"] = MetadataValue.json(desc["label_budget"])
     cm = hold.get("confusion_matrix")
     if cm:
         md["confusion_matrix"] = png_md(plots.confusion_png(cm["matrix"], cm["classes"], f"{title}: held-out images"),
@@ -356,7 +358,12 @@ def _train_predictor(context, emoforge, task: str, label_fn, classes: list[str],
         io.context.log.warning(why)
         io.wh.set_current_model(task, None)
         return io.result(None, trained=False, reason=why, labels=MetadataValue.json(lab["label"].value_counts().to_dict()))
-    desc, trained = fit_or_reuse(io.wh.models, task, key, fit)
+    # kept while at most models.retrain_label_change of its labels moved (predictors.head_label_budget)
+    budget = predictors.head_label_budget(task, primary["extractor"], fp, usable, cfg.holdout_fraction,
+                                          cfg.holdout_seed, cfg.retrain_label_change)
+    desc, trained = fit_or_reuse(io.wh.models, task, key, fit, budget)
+    if not trained and "label_budget" in desc:
+        io.context.log.info(f"{title}: kept {desc['model_version']} within the label budget: {desc['label_budget']}")
     io.wh.write_model_versions()
     io.wh.set_current_model(task, desc["model_version"])
     md = _model_metadata(io, desc, trained, title)

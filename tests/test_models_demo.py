@@ -52,6 +52,30 @@ def test_heads_are_never_scored_on_images_their_backbone_trained_on(demo_build):
         assert held and not held & trained_on, (task, len(held & trained_on))
 
 
+def test_the_heads_store_the_labels_their_budget_compares(demo_build):
+    """A refresh keeps a head while few of its labels moved: the build stored each head with the labels
+    and the held-out cut it trained on, under a base key that today's labels find again."""
+    from ops.training.predictors import head_label_budget
+    from ops.training.reuse import keep_within_budget
+
+    wh = Warehouse(demo_build.data_dir)
+    for task in ("keep_reject", "emo8"):
+        desc = _current(wh, task)
+        lab = wh.models.labels_of(desc)
+        assert lab is not None and len(lab) == desc["n_training_labels"], task
+        assert set(desc["holdout"]["sha256"]) <= set(lab.loc[lab["heldout"].astype(bool), "sha256"].astype(str))
+        h = desc["holdout"]
+        # two labels gone: within the budget, the stored head is found again
+        fewer = lab.iloc[2:][["sha256", "label"]]
+        kept = keep_within_budget(wh.models, task, head_label_budget(
+            task, desc["extractor"], desc["config_fingerprint"], fewer, h["fraction"], h["seed"], 0.10))
+        assert kept is not None and kept["model_version"] == desc["model_version"], task
+        # every label flipped to another class: far beyond it
+        flipped = lab[["sha256", "label"]].assign(label=lab["label"].astype(str).map(lambda v: v + "_other"))
+        assert keep_within_budget(wh.models, task, head_label_budget(
+            task, desc["extractor"], desc["config_fingerprint"], flipped, h["fraction"], h["seed"], 0.10)) is None
+
+
 def test_keep_reject_beats_chance_on_held_out_scenes(demo_build):
     wh = Warehouse(demo_build.data_dir)
     desc = _current(wh, "keep_reject")

@@ -373,3 +373,59 @@ def test_head_metrics_leave_out_held_out_images_its_backbone_trained_on():
     # the same training images, so the same model: only the metrics change
     assert meta["metrics"]["n_train"] == plain["metrics"]["n_train"]
     np.testing.assert_array_equal(head.predict_proba(X), head0.predict_proba(X))
+
+
+# ---- a head is kept while its labels moved within the budget ------------------------------------------
+def test_a_head_is_kept_within_the_label_budget_and_trained_again_beyond_it(tmp_path):
+    """A predictor head (the keep/reject and Emo8 heads) found again when a few labels arrive, with the
+    metrics and held-out images it was trained with; trained again past models.retrain_label_change,
+    or on other features."""
+    import pandas as pd
+
+    from ops.training.classifier import HeadSpec
+    from ops.training.predictors import fit_or_reuse, head_label_budget, train_head_task
+    from warehouse.models import ModelStore
+
+    rng = np.random.default_rng(11)
+    n = 130
+    shas = [f"{i:064x}" for i in range(n)]
+    y = np.array(["a", "b"] * (n // 2))
+    X = rng.normal(size=(n, 4)).astype("float32") + (y == "a")[:, None] * 2.0
+    pos = {s: i for i, s in enumerate(shas)}
+
+    def feats(ids):
+        return X[[pos[i] for i in ids]], np.ones(len(ids), bool)
+
+    store, spec, fits = ModelStore(tmp_path), HeadSpec(epochs=3, patience=3), []
+
+    def attempt(lab: pd.DataFrame, extractor: str = "ext"):
+        def fit():
+            data, meta, _ = train_head_task("keep_reject", lab, ["a", "b"], feats, spec, 0.2, 0, extractor, "bb",
+                                            f"snap{len(fits)}", "fp")
+            fits.append(meta)
+            return data, meta
+        budget = head_label_budget("keep_reject", extractor, "fp", lab, 0.2, 0, 0.10)
+        return fit_or_reuse(store, "keep_reject", f"key-{extractor}-{len(lab)}-{lab['label'].tolist()}", fit, budget)
+
+    first = pd.DataFrame({"sha256": shas[:120], "label": y[:120]})
+    d1, trained = attempt(first)
+    assert trained and len(fits) == 1
+    stored = store.labels_of(d1)                      # the cut stored beside it is the one it was scored on
+    assert set(stored.loc[stored["heldout"], "sha256"]) == set(fits[0]["holdout"]["sha256"])
+
+    # 6 new images and 2 relabelled of 120 trained on: 6.7 % <= 10 %: kept, with its own metrics
+    grown = pd.DataFrame({"sha256": shas[:126], "label": y[:126]})
+    grown.loc[[0, 1], "label"] = grown.loc[[0, 1], "label"].map({"a": "b", "b": "a"})
+    d2, trained = attempt(grown)
+    assert not trained and len(fits) == 1 and d2["model_version"] == d1["model_version"]
+    assert (d2["label_budget"]["added"], d2["label_budget"]["relabelled"]) == (6, 2)
+    assert d2["metrics"] == d1["metrics"]
+
+    # 14 relabelled of 120: 11.7 % > 10 %: trained again
+    moved = first.copy()
+    moved.loc[range(14), "label"] = moved.loc[range(14), "label"].map({"a": "b", "b": "a"})
+    d3, trained = attempt(moved)
+    assert trained and len(fits) == 2 and d3["model_version"] != d1["model_version"]
+    # other features (new backbone weights) never share a head
+    _, trained = attempt(first, extractor="other-ext")
+    assert trained and len(fits) == 3

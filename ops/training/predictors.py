@@ -19,7 +19,7 @@ from models.preprocess import Preprocess
 from ops.training.classifier import HeadSpec, TrainedHead, train_classifier
 from ops.training.holdout import holdout_mask
 from ops.training.labels import training_key
-from ops.training.reuse import fit_or_reuse  # noqa: F401  (re-exported: the models and faces assets use it)
+from ops.training.reuse import LabelBudget, fit_or_reuse  # noqa: F401  (fit_or_reuse re-exported for the assets)
 
 CODE_VERSION = "predictors-1"   # bump when training code changes results: trained models are retrained
 
@@ -124,6 +124,27 @@ def predict_task(head: TrainedHead, shas: list[str], features: Callable[[list[st
 
 def metrics_json(meta: dict[str, Any]) -> str:
     return json.dumps(meta.get("metrics", {}), sort_keys=True, default=str)
+
+
+def head_label_budget(task: str, extractor: str, config_fingerprint: str, labels: pd.DataFrame,
+                      holdout_fraction: float, holdout_seed: int, max_change: float) -> LabelBudget:
+    """The label budget of a predictor head (ops/training/reuse.py): a stored head of the same task,
+    extractor (backbone weights), configuration and code is kept while at most ``max_change`` of its
+    training labels moved. ``labels`` (sha256, label) are the labelled images with features, the rows
+    :func:`train_head_task` trains on; their held-out side is the same stratified cut it uses.
+
+    Retraining a head from scratch for a handful of new labels moves many borderline decisions (which
+    images are kept, the predicted Emo8 leaf) and with them every face, soft label and baseline
+    downstream, so a refresh with 1 % new labels would cost most of a build. A kept head's metrics
+    are the ones stored with it, over the held-out side of the labels stored beside it, so a hash
+    cut that moved an image it trained on into today's holdout does not force training
+    (``scored_on_current_holdout=False``)."""
+    shas = labels["sha256"].astype(str).to_numpy()
+    lab = labels["label"].astype(str).to_numpy()
+    hold = holdout_mask(shas, lab, holdout_fraction, holdout_seed)
+    return LabelBudget(training_key("head", task, extractor, config_fingerprint, CODE_VERSION),
+                       pd.DataFrame({"sha256": shas, "label": lab, "heldout": hold}), max_change,
+                       scored_on_current_holdout=False)
 
 
 def predictor_key(task: str, extractor: str, label_snapshot: str, config_fingerprint: str) -> str:
