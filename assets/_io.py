@@ -105,6 +105,9 @@ class AssetIO:
         self.wh = emoforge.warehouse
         self._section = config_section
         self.written: list[Written] = []
+        self.external_inputs: Any = None   # the fingerprint of files outside the warehouse, as read (assets._inputs)
+        self.identity: dict[str, Any] = {}  # what else the asset made, for its consumers (views, a model version)
+        self.other_files: list[Path] = []   # files it wrote besides tables (verified before it is skipped)
 
     # ---- inputs ---------------------------------------------------------------------------------
     def read(self, name: str, partition: str | None = None, columns: list[str] | None = None) -> pd.DataFrame:
@@ -137,6 +140,7 @@ class AssetIO:
         """Add ``views`` to the catalog (rebuilt with the tables written so far); a view that does not
         bind is an error naming it."""
         desc = self.wh.register_views(dict(views))
+        self.identity.setdefault("views", {}).update(views)
         broken = {n: e for n, e in desc.get("skipped_views", {}).items() if n in views}
         if broken:
             raise RuntimeError(f"views that do not bind: {broken}")
@@ -175,8 +179,29 @@ class AssetIO:
         if any(not self.wh.catalog_covers(w.name, w.path) for w in self.written):
             self.wh.refresh_catalog()
 
+    def provenance(self) -> dict[str, Any]:
+        """The inputs key and the files written (assets._inputs), for a global asset: what lets the
+        next build skip it while nothing it reads changed. Partitioned assets record none (the build
+        plans scrape batches by their search logs)."""
+        from assets import _inputs
+
+        ctx = self.context
+        if ctx.has_partition_key:
+            return {}
+        key = ctx.asset_key
+        ad = ctx.assets_def
+        parents = [d.asset_key for d in ad.specs_by_key[key].deps]
+        md: dict[str, Any] = {_inputs.INPUTS_KEY: MetadataValue.text(_inputs.inputs_key(
+            ctx.instance, key, parents, ad.code_versions_by_key.get(key), self.settings, self.external_inputs))}
+        files = _inputs.outputs_record(self.wh.root, [*(w.path for w in self.written), *self.other_files])
+        md[_inputs.OUTPUTS] = MetadataValue.json(files)
+        if files or self.identity:   # otherwise its consumers know it by its materialization's storage id
+            md[_inputs.OUTPUT_FINGERPRINT] = MetadataValue.text(_inputs.digest(
+                {"files": {k: v["sha256"] for k, v in files.items()}, "identity": self.identity}))
+        return md
+
     def result(self, written: Written | None = None, **kwargs: Any):
         from dagster import MaterializeResult
 
         self.refresh()
-        return MaterializeResult(metadata=self.result_metadata(written, **kwargs))
+        return MaterializeResult(metadata={**self.result_metadata(written, **kwargs), **self.provenance()})

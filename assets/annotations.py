@@ -43,6 +43,7 @@ def raw_annotations(context: AssetExecutionContext, emoforge: EmoforgeResource):
     files = export_files([source_spec(s) for s in cfg.sources],
                          cfg.grading.gold_path and Path(cfg.grading.gold_path))
     seen = exports_fingerprint(files)      # before reading: a file changed meanwhile is new data next time
+    io.external_inputs = seen
     res = read_sources(source_spec(s) for s in cfg.sources)
     downloads = io.read("downloaded_images", columns=["item_id", "normalized_url", "status", "sha256", "url"]) \
         if io.has("downloaded_images") else None
@@ -130,6 +131,7 @@ def annotation_stats(context: AssetExecutionContext, emoforge: EmoforgeResource)
     taxonomies = sorted(set(merged["taxonomy"].dropna())) or ["plutchik24"]
     views = stats.views_for(taxonomies, "annotator_scores")
     desc = io.wh.register_views(views)
+    io.identity["views"] = views
     broken = {n: e for n, e in desc.get("skipped_views", {}).items() if n in views}
     if broken:
         raise RuntimeError(f"statistics views that do not bind: {broken}")

@@ -6,6 +6,8 @@ sources read, and its truth manifest (for tests and benchmarks; the pipeline nev
 other build it records that there is nothing to generate.
 """
 
+from pathlib import Path
+
 from dagster import AssetExecutionContext, MetadataValue, asset
 
 from assets._io import AssetIO, code_version
@@ -40,6 +42,8 @@ def demo_world(context: AssetExecutionContext, emoforge: EmoforgeResource):
             "annotation_exports": MetadataValue.json([str(p) for p in (w.ann_path, w.votes_path, w.gold_path)]),
             "truth": MetadataValue.path(str(w.out_dir / "truth")),
         })
+        io.other_files += [p for p in (w.ann_path, w.votes_path, w.gold_path) if p is not None and Path(p).is_file()]
     else:
         md["world"] = "disabled (acquisition.provider.demo.world.enabled: false)"
+    io.identity["site"] = [str(built.root), len(built.entries)]
     return io.result(None, **md)

@@ -21,8 +21,8 @@ from ops.training import backbone_training, classifier, labels, plots, predictor
 from ops.training.backbone_training import BackboneTrainingSpec, train_small_backbone
 from ops.training.holdout import holdout_mask
 from ops.training.labels import AFFECTNET8_CLASSES, EMO8_CLASSES, KEEP_CLASSES
-from ops.training.reuse import LabelBudget
 from ops.training.predictors import BackboneChoice, fit_or_reuse, load_backbone, predict_task, train_head_task
+from ops.training.reuse import LabelBudget
 
 GROUP = "models"
 FEATURES = "features"
@@ -337,6 +337,7 @@ def _train_predictor(context, emoforge, task: str, label_fn, classes: list[str],
     if primary is None:
         io.context.log.warning(f"{title}: not trained: {why}")
         io.wh.set_current_model(task, None)
+        io.identity["model"] = None
         return io.result(None, trained=False, reason=f"not trained: {why}")
     snap = labels.snapshot(lab)
     bb_hold = _backbone_heldout(io, primary)
@@ -357,6 +358,7 @@ def _train_predictor(context, emoforge, task: str, label_fn, classes: list[str],
                f"a {title} model needs at least {MIN_LABELS} images of 2 classes (annotate more images)")
         io.context.log.warning(why)
         io.wh.set_current_model(task, None)
+        io.identity["model"] = None
         return io.result(None, trained=False, reason=why, labels=MetadataValue.json(lab["label"].value_counts().to_dict()))
     # kept while at most models.retrain_label_change of its labels moved (predictors.head_label_budget)
     budget = predictors.head_label_budget(task, primary["extractor"], fp, usable, cfg.holdout_fraction,
@@ -366,6 +368,7 @@ def _train_predictor(context, emoforge, task: str, label_fn, classes: list[str],
         io.context.log.info(f"{title}: kept {desc['model_version']} within the label budget: {desc['label_budget']}")
     io.wh.write_model_versions()
     io.wh.set_current_model(task, desc["model_version"])
+    io.identity["model"] = desc["model_version"]
     md = _model_metadata(io, desc, trained, title)
     md["labels"] = MetadataValue.json(lab["label"].value_counts().to_dict())
     return io.result(None, **md)

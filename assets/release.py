@@ -8,8 +8,9 @@ import json
 from dagster import AssetExecutionContext, MetadataValue, asset
 
 from assets._io import AssetIO, code_version, config_fingerprint, md_table
-from assets.annotations import annotation_stats
+from assets.annotations import annotation_queue, annotation_stats
 from assets.faces import face_metadata, soft_labels
+from assets.models import emo8_predictions
 from assets.resources import EmoforgeResource
 from assets.training import affectnet_baselines, baseline_predictions, cage_baselines, deep_affect_baselines
 from ops import release as rel
@@ -31,7 +32,7 @@ def auto_version(existing: list[str], content: str) -> str:
 
 @asset(group_name=GROUP, kinds={"parquet"},
        deps=[baseline_predictions, affectnet_baselines, deep_affect_baselines, cage_baselines, soft_labels,
-             face_metadata, annotation_stats],
+             face_metadata, annotation_stats, annotation_queue, emo8_predictions],   # every table it releases
        code_version=code_version(freeze, datasheet, exports, rel),
        description="An immutable release of the whole dataset under releases/<name>/<version>/: every table as "
                    "Parquet (rows in a fixed order), the images and face crops by content hash, manifest.json (every "

@@ -199,10 +199,20 @@ def _build(args: argparse.Namespace, emo, settings, wh, build_id: str) -> int:
         problems_all.extend(problems)
         return ok, problems
 
+    # a refresh leaves out the global assets whose inputs did not change (assets/_inputs.py); an explicit
+    # --select or --rebuild runs what it names
+    skip_unchanged = not args.rebuild and not args.select
+
     def run(keys: list, partition: str | None, label: str) -> bool:
         nonlocal ok_all
         ok = True
         for job_name, chunk in _job_chunks(keys, graph, job_of, JOB_ORDER):
+            if partition is None and skip_unchanged:
+                chunk, same = _unchanged(instance, graph, chunk, settings, wh.root)
+                if same:
+                    _say(f"= {label}: unchanged since they were built, not run: {', '.join(k.to_user_string() for k in same)}")
+                if not chunk:
+                    continue
             _say(f"▶ {label}: {', '.join(k.to_user_string() for k in chunk)} [{job_name}]"
                  if partition is None else f"▶ {label} [{job_name}]")
             if runner is None:
@@ -352,6 +362,23 @@ def _job_chunks(keys: list, graph, job_of, job_order: list[str] | None = None) -
         out[-1][1].append(nxt)
         done.add(nxt)
     return out
+
+
+def _unchanged(instance, graph, chunk: list, settings, root) -> tuple[list, list]:
+    """Split one job's assets into those to run and those whose inputs, code, configuration and files
+    are those of their latest successful materialization (assets._inputs.skip_reason). An asset runs
+    when a parent runs in the same job: what that parent will write is not known yet."""
+    from assets._inputs import skip_reason
+
+    run, same = [], []
+    for k in chunk:
+        node = graph.get(k)
+        if set(node.parent_keys) & set(run) or skip_reason(instance, k, node.parent_keys, node.code_version,
+                                                            settings, root) is not None:
+            run.append(k)
+        else:
+            same.append(k)
+    return run, same
 
 
 def _batch_complete(wh, plan, key: str) -> bool:

@@ -180,7 +180,8 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--data-dir", help="data directory (default: $EMOFORGE_HOME, the config's data_dir, ./data)")
     b.add_argument("--select", help="Dagster asset selection, e.g. 'group:acquisition' or 'unique_images+'")
     b.add_argument("--demo", action="store_true", help="the embedded demo: generated corpus on a local server")
-    b.add_argument("--rebuild", action="store_true", help="rebuild scrape batches already materialized")
+    b.add_argument("--rebuild", action="store_true", help="rebuild scrape batches already materialized and run the global stages "
+                                                             "whose inputs did not change (a plain build leaves those out)")
     b.add_argument("--max-batches", type=int, default=None, help="build at most the first N planned batches")
     b.add_argument("--cluster", metavar="WORKSPACE",
                    help="submit the runs to the Dagster deployment this workspace file names (code server, "

@@ -785,3 +785,24 @@ def test_content_version_ignores_per_build_bookkeeping(tmp_path, data):
 
     wh.write_table("training_runs", runs.assign(lr=[0.1, 0.02]))             # a real change
     assert content_version(wh, names, FINGERPRINT) != v1
+
+
+def test_content_version_ignores_the_timings_of_a_retried_download(tmp_path, data):
+    """A build that downloads a transient failure again rewrites its row's attempts, timings and build
+    attempts: the same content, so the release is found again; a row whose status changed is new content."""
+    from ops.release import content_version
+
+    dl = pd.DataFrame({"candidate_id": ["a", "b"], "status": ["ok", "timeout"], "sha256": ["1" * 64, None],
+                       "attempts": [1, 3], "elapsed_s": [0.2, 8.0],
+                       "downloaded_at": pd.to_datetime(["2026-11-30 01:00", "2026-11-30 01:00"], utc=True),
+                       "build_attempts": [1, 1]})
+    data["tables"]["downloaded_images"] = dl
+    wh = populate(tmp_path / "data", data)
+    names = [*TABLES, "downloaded_images"]
+    v1 = content_version(wh, names, FINGERPRINT)
+    retried = dl.assign(attempts=[1, 2], elapsed_s=[0.2, 8.1], build_attempts=[1, 2],
+                        downloaded_at=pd.to_datetime(["2026-11-30 01:00", "2026-11-30 02:00"], utc=True))
+    wh.write_table("downloaded_images", retried)
+    assert content_version(wh, names, FINGERPRINT) == v1
+    wh.write_table("downloaded_images", retried.assign(status=["ok", "ok"], sha256=["1" * 64, "2" * 64]))
+    assert content_version(wh, names, FINGERPRINT) != v1

@@ -19,6 +19,10 @@ FORMATS = ("hf", "webdataset")
 # build or found again in the model store flips on every rebuild. Left out of a release's tables and
 # of its content version, so a rebuild on unchanged data finds its release again.
 BOOKKEEPING_COLUMNS = {"training_runs": ("trained_now",)}
+# released, but not part of the content version: a download that failed transiently is tried again
+# by the next builds (download.max_build_attempts) and each try rewrites when and how long it took
+# and how often it was tried. A release of the same data with other retry timings is the same release.
+VOLATILE_COLUMNS = {"downloaded_images": ("attempts", "elapsed_s", "downloaded_at", "build_attempts")}
 
 
 def release_table(wh, name: str) -> pa.Table:
@@ -37,6 +41,7 @@ def content_version(wh, names: Sequence[str], config_fingerprint: str) -> str:
         if not wh.has_table(n):
             continue
         t = release_table(wh, n)
+        t = t.drop_columns([c for c in VOLATILE_COLUMNS.get(n, ()) if c in t.column_names])
         sink = pa.BufferOutputStream()
         with pa.ipc.new_stream(sink, t.schema) as w:
             w.write_table(t)
