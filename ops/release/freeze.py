@@ -86,9 +86,23 @@ def canonical(name: str, t: pa.Table) -> pa.Table:
     return t.replace_schema_metadata(None)
 
 
-def _row_hashes(t: pa.Table, cols: list[str]) -> list[str]:
-    rows = t.select(cols).to_pylist()
-    return [hashlib.sha256(json.dumps(r, sort_keys=True, default=str).encode()).hexdigest()[:16] for r in rows]
+def _row_hashes(t: pa.Table, *colsets: list[str]) -> list[list]:
+    """For each list of columns, one 64-bit hash per row, in row order: DuckDB's vectorised ``hash``
+    over the columns, nested ones included (a Python JSON encoding of every row made ``changes.json``
+    most of a release's time). An empty list hashes every row to 0."""
+    import duckdb
+
+    if t.num_rows == 0:
+        return [[] for _ in colsets]
+    quoted = [", ".join('"' + c.replace('"', '""') + '"' for c in cols) for cols in colsets]
+    select = ", ".join(f"hash({q}) as h{i}" if q else f"0::ubigint as h{i}" for i, q in enumerate(quoted))
+    con = duckdb.connect()
+    try:
+        con.register("rows_to_hash", t)
+        out = con.execute(f"select {select} from rows_to_hash").fetchnumpy()
+        return [out[f"h{i}"].tolist() for i in range(len(colsets))]
+    finally:
+        con.close()
 
 
 def table_changes(name: str, old: pa.Table | None, new: pa.Table) -> dict:
@@ -98,13 +112,13 @@ def table_changes(name: str, old: pa.Table | None, new: pa.Table) -> dict:
     keys = [k for k in TABLE_KEYS.get(name, []) if k in new.column_names and k in old.column_names]
     common = [c for c in new.column_names if c in old.column_names]
     if not keys:
-        a, b = set(_row_hashes(old, common)), set(_row_hashes(new, common))
+        a, b = set(_row_hashes(old, common)[0]), set(_row_hashes(new, common)[0])
         return {"added": len(b - a), "removed": len(a - b), "changed": 0, "relabelled": 0}
     labels = [c for c in LABEL_COLUMNS.get(name, []) if c in common]
 
     def index(t):
-        k = _row_hashes(t, keys)
-        return dict(zip(k, zip(_row_hashes(t, common), _row_hashes(t, labels) if labels else [""] * t.num_rows)))
+        k, rows, lab = _row_hashes(t, keys, common, labels)
+        return dict(zip(k, zip(rows, lab)))
     a, b = index(old), index(new)
     both = a.keys() & b.keys()
     return {"added": len(b.keys() - a.keys()), "removed": len(a.keys() - b.keys()),
