@@ -266,7 +266,8 @@ def cage_baselines(context: AssetExecutionContext, emoforge: EmoforgeResource):
 
 # ---- predictions -------------------------------------------------------------------------------
 
-@asset(group_name=GROUP, kinds={"pytorch", "parquet"}, deps=[findingemo_baselines, image_features],
+@asset(group_name=GROUP, kinds={"pytorch", "parquet"},
+       deps=[findingemo_baselines, affectnet_baselines, deep_affect_baselines, cage_baselines, image_features],  # all of training_runs
        code_version=code_version(X),
        description="A registered baseline applied to every unique image with features (for example a new scrape "
                    "batch), without retraining: `training.predictions.model_version`, or the best FindingEmo run of "
