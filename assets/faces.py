@@ -224,13 +224,25 @@ def _spec(cfg) -> "soft_label_fit.SoftLabelSpec":
                       cs_variant=cfg.cs_variant, seed=cfg.seed)
 
 
+def soft_label_budget(s: pd.DataFrame, feats: dict, extractors: dict, au_key: str, spec, max_change: float):
+    """The label budget of the EBC and AU models: their hard labels on train- and test-MAS, test-MAS held out."""
+    from ops.training.reuse import LabelBudget
+
+    base = labels.training_key("soft_labels", sorted((k, extractors.get(k)) for k in feats), au_key, spec.to_dict(),
+                               soft_label_fit.__name__)
+    return LabelBudget(base, pd.DataFrame({"sha256": s["face_id"].astype(str).to_numpy(),
+                                           "label": s["hard_label"].astype(str).to_numpy(),
+                                           "heldout": (s["split"] == "test").to_numpy()}), max_change)
+
+
 @asset(group_name=LABELS, kinds={"pytorch"}, deps=[mas_split, face_features],
        code_version=code_version(soft, soft_label_fit, affectnet_plus),
        description="The ensemble of binary classifiers (AffectNet+ §3.2: per emotion and backbone a one-vs-rest head, "
                    "negatives 20 % random and the rest by shared AUs, Table 3; CS by Eq. 3 on test-MAS) and the AU-based "
                    "classifier (§3.3: per emotion a two-head model, Eq. 7 loss, Eq. 8–13), trained on cached face features "
                    "of train-MAS. Stored in the model store (tasks `ebc`, `au`); their per-class tables feed the SQL views "
-                   "of Tables 4, 6 and 7. Retrained only when the MAS or the configuration changes.")
+                   "of Tables 4, 6 and 7. Retrained when the configuration changes or more of the MAS than "
+                   "`models.retrain_label_change` moved.")
 def soft_label_models(context: AssetExecutionContext, emoforge: EmoforgeResource):
     cfg = emoforge.settings.soft_labels
     io = AssetIO(context, emoforge, cfg)
@@ -281,8 +293,12 @@ def soft_label_models(context: AssetExecutionContext, emoforge: EmoforgeResource
         context.log.warning(why)
         written = io.write("soft_label_classifiers", tables.SOFT_LABEL_CLASSIFIERS_SCHEMA.empty_table())
         return io.result(written, trained=False, reason=why)
-    ebc_desc, ebc_new = fit_or_reuse(store, "ebc", key, fit_ebc)
-    au_desc, au_new = fit_or_reuse(store, "au", key, fit_au)
+    # kept while at most models.retrain_label_change of their train/test-MAS hard labels moved and no face
+    # they trained on is in test-MAS now (ops/training/reuse.py): retrained, every face's soft label
+    # moves a little and every AffectNet+ run on soft labels trains again for a few new faces
+    budget = soft_label_budget(s, feats, extractors, au_key, spec, emoforge.settings.models.retrain_label_change)
+    ebc_desc, ebc_new = fit_or_reuse(store, "ebc", key, fit_ebc, budget)
+    au_desc, au_new = fit_or_reuse(store, "au", key, fit_au, budget)
     io.wh.set_current_model("ebc", ebc_desc["model_version"])
     io.wh.set_current_model("au", au_desc["model_version"])
     io.wh.write_model_versions()

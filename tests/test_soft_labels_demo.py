@@ -166,3 +166,26 @@ def test_face_demographics_view_joins_annotator_age_groups(demo_build, capsys):
     # faces found in FindingEmo-annotated scenes carry their annotators' age-group shares; face crops don't
     assert rows["detect"]["with_ages"] > 0
     assert rows["whole_image"]["with_ages"] == 0
+
+
+def test_the_soft_label_models_store_the_mas_labels_their_budget_compares(demo_build):
+    """A refresh keeps the EBC and AU models while few MAS labels moved: each is stored with the hard
+    labels it saw and test-MAS as its held-out side (read back against mas_split), and two faces fewer
+    is within the budget while every label changed is not."""
+    from ops.training.reuse import LabelBudget, keep_within_budget
+
+    wh = Warehouse(demo_build.data_dir)
+    split = wh.read_table("mas_split").set_index("face_id")
+    for task in ("ebc", "au"):
+        v = wh.current_model(task)
+        assert v is not None, task
+        _, desc = wh.models.get(v)
+        lab = wh.models.labels_of(desc)
+        assert lab is not None and len(lab) > 0 and "base_key" in desc, task
+        assert lab["heldout"].astype(bool).tolist() == (split.loc[lab["sha256"], "split"] == "test").tolist()
+        assert lab["label"].tolist() == split.loc[lab["sha256"], "hard_label"].astype(str).tolist()
+        fewer = lab.iloc[2:]
+        kept = keep_within_budget(wh.models, task, LabelBudget(desc["base_key"], fewer, 0.10))
+        assert kept is not None and kept["model_version"] == v
+        flipped = lab.assign(label=lab["label"] + "_other")
+        assert keep_within_budget(wh.models, task, LabelBudget(desc["base_key"], flipped, 0.10)) is None
