@@ -130,11 +130,22 @@ def run_build(name: str, cfg: Path, data: Path, logs: Path, timeout: float) -> d
     res = {"name": name, "wall": wall, "pid": p.pid, "cli_s": float(m.group(1)) if m else None,
            "jobs": [ln.strip()[2:] for ln in stdout.splitlines() if ln.startswith("▶")],
            "batches": (int(planned.group(1)), int(planned.group(2))) if planned else None,
-           "load_start": load0, "load_end": load1, "epochs": backbone_epochs(err_path)}
+           "load_start": load0, "load_end": load1, "epochs": backbone_epochs(err_path),
+           "skipped": skipped_assets(stdout)}
     res.update(dagster_report(data / "dagster", p.pid))
     say(f"    {wall:.1f} s wall (CLI {res['cli_s']} s); runs {res['runs_s']:.1f} s, steps {res['steps_s']:.1f} s; "
         f"jobs: {', '.join(r['label'] for r in res['runs'])}")
     return res
+
+
+def skipped_assets(stdout: str) -> list[str]:
+    """The global assets the build left out because their inputs did not change (its `= …: unchanged
+    since they were built, not run: a, b` lines)."""
+    out = []
+    for ln in stdout.splitlines():
+        if ln.startswith("= ") and "not run:" in ln:
+            out += [a.strip() for a in ln.split("not run:", 1)[1].split(",") if a.strip()]
+    return out
 
 
 _EPOCH = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d) .*backbone (\S+) epoch (\d+)/(\d+):")
@@ -682,10 +693,13 @@ def analysis(builds: list[dict], ctx: dict) -> list[str]:
     pts = [(f"- {noop['wall'] - noop['runs_s']:.0f} s outside Dagster runs: process start, importing torch / dagster / "
            f"the asset modules, building the definitions, planning, the build lock (the CLI's own clock, which starts "
            f"after the imports, says {fmt_s(noop['cli_s'])} s of {noop['wall']:.0f} s)."),
-           f"- {len(noop['runs'])} Dagster runs (every global job chunk runs again; each asset re-reads its inputs and "
-           f"rewrites its tables): {noop['runs_s'] - noop['steps_s']:.0f} s of per-run overhead, {noop['steps_s']:.0f} s in "
-           "steps. Largest: " + ", ".join(f"`{k}` {v['s']:.0f} s" for k, v in ntop) + ".",
-           (f"- Asset checks (Great Expectations suites over whole tables, every run): {checks[noop['name']]:.0f} s in the "
+           (f"- {len(noop['runs'])} Dagster runs, {noop['runs_s'] - noop['steps_s']:.0f} s of per-run overhead and "
+            f"{noop['steps_s']:.0f} s in steps"
+            + (f"; {len(noop.get('skipped') or [])} global assets were left out because their inputs did not change "
+               "(assets/_inputs.py: the inputs key of their last materialization, pipelines/build.py `_unchanged`)"
+               if noop.get("skipped") else "; every global job chunk ran again")
+            + ". Largest steps: " + (", ".join(f"`{k}` {v['s']:.0f} s" for k, v in ntop) or "none") + "."),
+           (f"- Asset checks (Great Expectations suites over whole tables, in every run): {checks[noop['name']]:.0f} s in the "
            f"no-op, {checks[refresh['name']]:.0f} s in the refresh ({checks[full['name']]:.0f} s in the full build).")]
     fm = _step(noop, "face_metadata")
     fmd = nmd.get("face_metadata") or {}
@@ -698,7 +712,10 @@ def analysis(builds: list[dict], ctx: dict) -> list[str]:
                    "assets/faces.py `face_metadata` runs `ops.faces.metadata.face_metadata` over all rows of `faces`, nothing "
                    "is cached by crop (unlike `face_features`, which reuses its feature store).")
     rel = nmd.get("dataset_release") or {}
-    if rel and rel.get("reused") is True:
+    if "dataset_release" in (noop.get("skipped") or []):
+        pts.append("- `dataset_release` did not run: nothing it releases changed, so the release of the full "
+                   "build stands.")
+    elif rel and rel.get("reused") is True:
         pts.append(f"- `dataset_release` found its release again ({_step(noop, 'dataset_release'):.0f} s): the content "
                    "version hashes the released rows without per-build bookkeeping columns.")
     elif rel and rel.get("reused") is False:
@@ -716,9 +733,13 @@ def analysis(builds: list[dict], ctx: dict) -> list[str]:
                    "until `download.max_build_attempts` (3) builds have tried (pipelines/build.py `_download_retries`). "
                    "So the first two refreshes after a build pay this; later ones do not"
                    + (f" (the no-op after the refresh rebuilt {after['batches'][1] or 'none'})." if after and after["batches"] else "."))
+    if noop.get("skipped"):
+        pts.append("- Left out unchanged in the no-op: " + ", ".join(f"`{a}`" for a in noop["skipped"]) + ".")
     if after:
         pts.append(f"- The no-op after the refresh (nothing new, batch retries exhausted): {after['wall']:.0f} s = "
-                   f"{100 * after['wall'] / full['wall']:.1f} % of the full build.")
+                   f"{100 * after['wall'] / full['wall']:.1f} % of the full build"
+                   + (f", {len(after['runs'])} Dagster runs, {len(after.get('skipped') or [])} global assets left out."
+                      if after.get("skipped") is not None else "."))
     out += pts + [""]
 
     # -- the incremental work
@@ -760,7 +781,11 @@ def analysis(builds: list[dict], ctx: dict) -> list[str]:
                    f"{fc.get('reused')} found again from the last build, {fc.get('items_out')} faces.")
     mv = ctx.get("moved") or {}
     kp = mv.get("kept")
-    if kp:
+    if kp and not kp["flipped"]:
+        pts.append(f"- The keep/reject decisions of the {kp['images_before_and_after']} earlier images did not change "
+                   f"({kp['kept_before']} → {kp['kept_after']} kept): the head was kept within its label budget, so "
+                   "`faces` searched only new images.")
+    elif kp:
         pts.append(f"- **The retrained keep/reject head moves old images**: {kp['flipped']} of the "
                    f"{kp['images_before_and_after']} images that were there before changed kept ↔ rejected "
                    f"({kp['kept_before']} → {kp['kept_after']} kept), so `faces` searched the newly kept ones "
@@ -813,15 +838,28 @@ def analysis(builds: list[dict], ctx: dict) -> list[str]:
             "date): a label budget for trained models (`models.retrain_label_change`, ops/training/reuse.py) for the "
             "backbones and every baseline; splits kept from the last build (`training.splits.keep_previous`); "
             "`face_metadata` incremental by crop; `dataset_release` versioned by the released rows without "
-            "bookkeeping columns; blocking checks of unchanged tables answered from their stored outcome.", "",
-            "**Left to do** (suggestions for the owners):", "",
-            ("1. `annotations_job`: runs in full on every build although `raw_annotations` records the exports' "
-            "fingerprints (`record_annotation_exports`); with unchanged exports and no new batch it could be skipped "
-            "(the `annotation_exports_changed` sensor already makes that decision for the UI)."),
-            ("2. Fixed process cost: one `emoforge build` process imports torch, dagster, mediapipe etc. and runs "
-            f"{len(noop['runs'])} Dagster runs even when nothing changed (pipelines/build.py `_build_phases` runs every "
-            "global job chunk); it could skip the jobs whose upstream tables did not change, the decision the "
-            "`refresh_on_new_data` sensor's `AutomationCondition.eager()` makes for the UI.")]
+            "bookkeeping columns; blocking checks of unchanged tables answered from their stored outcome. Since the "
+            "first `--new-annotations every-source` run (commit 5b22dcb: 85 %): a from-scratch backbone is kept although "
+            "the hash cut moved an image it trained on into today's holdout (6517ab9); the keep/reject and Emo8 heads "
+            "(3f4e863; a run of this benchmark on that commit measured 9.8 %: full 1413.9 s, refresh 138.0 s, no-op "
+            "85.1 s) and the EBC / AU soft-label models (86c476e) are kept within the label budget; a global asset "
+            "whose inputs did not change is not run (e5ba301); a release's changes.json hashes rows with DuckDB "
+            "(fbe1188); a retried download's timings are not new release content.", "",
+            "**Left to do** (suggestions for the owners, from this run's figures):", ""]
+    rest = refresh["wall"] - refresh["runs_s"]
+    todo = [f"Blocking checks (Great Expectations over whole tables) validate every row of a table that changed: "
+            f"{checks[refresh['name']]:.0f} s of the refresh; validating only the rows not validated before (row "
+            "hashes beside the stored outcome) and the table-wide expectations on key columns would make them cost "
+            "the new rows. The first check of a process also imports great_expectations: 10 s (`python -X importtime "
+            "-c 'import great_expectations'` on this machine, 20 s wall under load), paid by any build that validates "
+            "anything.",
+            f"The process outside Dagster runs: {rest:.0f} s of the refresh (importing torch, dagster, mediapipe and "
+            "the asset modules, planning); a refresh daemon (the `refresh_on_new_data` sensor in `dagster-daemon`) "
+            "pays it once, not per refresh."]
+    big = [(k, v["s"]) for k, v in sorted(refresh["steps"].items(), key=lambda kv: -kv[1]["s"])[:3]]
+    if big:
+        todo.append("The largest steps left in the refresh: " + ", ".join(f"`{k}` {t:.0f} s" for k, t in big) + ".")
+    out += [f"{i}. {t}" for i, t in enumerate(todo, 1)]
     return out
 
 
@@ -832,6 +870,8 @@ def render(tmp: Path) -> str:
     for b in builds:
         if "epochs" not in b:
             b["epochs"] = backbone_epochs(tmp / "logs" / f"{b['name']}.stderr")
+        if "skipped" not in b:
+            b["skipped"] = skipped_assets((tmp / "logs" / f"{b['name']}.stdout").read_text(errors="replace"))
     ctx["analysis"] = analysis(builds, ctx)
     return write_results(ctx, builds)
 
