@@ -611,10 +611,13 @@ def write_results(ctx: dict, builds: list[dict]) -> str:
           ""]
     gauge = [f"{b['name']}: " + ", ".join(f"{k} {v['s_per_epoch']:.1f} s/epoch" for k, v in sorted(b["epochs"].items()))
              for b in builds if b.get("epochs")]
-    if gauge:
+    if len(gauge) > 1:
         L += ["Load gauge (the same work in different builds): backbone training time per epoch, from the Dagster log — "
               + "; ".join(gauge) + ". Comparable per-epoch times mean the ratio is not an artefact of the machine's "
               "load changing between the builds.", ""]
+    elif gauge:
+        L += ["Load: only the full build trained a backbone (" + gauge[0] + "), so there is no per-epoch gauge to "
+              "compare; the load averages above and the CPU ratio stand in for it.", ""]
     notes = ("Method notes: the embedded demo web answers only its own 24 queries, so the benchmark itself plays the "
              "web that grew (it serves the new queries' results on the build's port); everything the build does with "
              "them is the product's own path (new keyword → new batch → search, filter, download, hash → dedup → the "
