@@ -36,6 +36,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from ops.hashing import sha256_file
+
 INPUTS_KEY = "emoforge/inputs_key"
 OUTPUTS = "emoforge/outputs"
 OUTPUT_FINGERPRINT = "emoforge/output_fingerprint"
@@ -54,18 +56,15 @@ def code_identity() -> str:
     upgrade or an edit anywhere in them reruns every global asset (a refresh never changes them)."""
     from importlib import metadata
 
-    root = Path(__file__).resolve().parent.parent
-    h = hashlib.sha256()
-    for pkg in ("assets", "ops", "models", "warehouse"):
-        for f in sorted((root / pkg).rglob("*.py")):
-            h.update(str(f.relative_to(root)).encode())
-            h.update(f.read_bytes())
-    for name in _PACKAGES:
+    from ops.hashing import source_hash
+
+    def version(name: str) -> str:
         try:
-            h.update(f"{name}={metadata.version(name)}".encode())
+            return f"{name}={metadata.version(name)}"
         except metadata.PackageNotFoundError:
-            h.update(f"{name}=absent".encode())
-    return h.hexdigest()[:16]
+            return f"{name}=absent"
+
+    return source_hash(("assets", "ops", "models", "warehouse"), [version(n) for n in _PACKAGES])
 
 
 def _stat(path: Path) -> list:
@@ -132,14 +131,6 @@ def inputs_key(instance, key, parents: Iterable, code_version: str | None, setti
                  "upstream": {p.to_user_string(): upstream_identity(instance, p) for p in sorted(parents, key=str)}})
 
 
-def file_fingerprint(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def outputs_record(root: Path, paths: Iterable[Path]) -> dict[str, dict]:
     """{path relative to the data directory: size, mtime_ns, sha256} of the files an asset wrote."""
     out = {}
@@ -147,7 +138,7 @@ def outputs_record(root: Path, paths: Iterable[Path]) -> dict[str, dict]:
         p = Path(p)
         st = p.stat()
         rel = str(p.resolve().relative_to(Path(root).resolve())) if p.resolve().is_relative_to(Path(root).resolve()) else str(p)
-        out[rel] = {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "sha256": file_fingerprint(p)}
+        out[rel] = {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "sha256": sha256_file(p)}
     return out
 
 
@@ -162,7 +153,7 @@ def outputs_intact(root: Path, recorded: Mapping[str, Mapping]) -> str | None:
             return f"{rel} is missing"
         if st.st_size == rec.get("size") and st.st_mtime_ns == rec.get("mtime_ns"):
             continue
-        if st.st_size != rec.get("size") or file_fingerprint(p) != rec.get("sha256"):
+        if st.st_size != rec.get("size") or sha256_file(p) != rec.get("sha256"):
             return f"{rel} changed since it was written"
     return None
 

@@ -6,7 +6,6 @@ Easy / Challenging / Difficult subset of every face with a hard label), and the 
 paper's Tables 4–7.
 """
 
-import base64
 import dataclasses
 import io as _io
 

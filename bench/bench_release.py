@@ -254,7 +254,7 @@ def step_child(step: str, root: Path, name: str, version: str, trace: bool) -> d
         freeze._link = timed("hard-link images", freeze._link)
         rel.release_pictures = timed("contact sheets (pictures)", rel.release_pictures)
         datasheet.build_datasheet = timed("datasheet", datasheet.build_datasheet)
-        freeze._sha256_file = timed("manifest: SHA-256 of every file", freeze._sha256_file)
+        freeze.sha256_file = timed("manifest: SHA-256 of every file", freeze.sha256_file)
         freeze._changes = timed("changes.json (diff against previous)", freeze._changes)
 
         def run():

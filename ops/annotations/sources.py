@@ -99,16 +99,12 @@ def exports_fingerprint(files: Iterable[Path]) -> dict[str, str]:
     """{file: sha256 of its bytes, or "missing"}: what the annotation exports are now. A refresh
     compares it with the fingerprint recorded by the last ingest (content, not mtime: a copied or
     touched file that did not change is not new data)."""
-    import hashlib
+    from ops.hashing import sha256_file
 
     out = {}
     for f in files:
         try:
-            h = hashlib.sha256()
-            with open(f, "rb") as fh:
-                for chunk in iter(lambda: fh.read(1 << 20), b""):
-                    h.update(chunk)
-            out[str(f)] = h.hexdigest()
+            out[str(f)] = sha256_file(f)
         except FileNotFoundError:
             out[str(f)] = "missing"
     return out

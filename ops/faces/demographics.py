@@ -26,6 +26,7 @@ from PIL import Image
 
 from ops.faces import packages
 from ops.faces.detect import Face, as_rgb
+from ops.hashing import sha256_file
 
 ETHNICITY_WEIGHTS_ENV = "EMOFORGE_ETHNICITY_WEIGHTS"
 # DeepFace's race model's classes, in its output order (the model AffectNet+ used, [78]).
@@ -162,7 +163,7 @@ class UserWeightsEthnicity:
         self._bgr = channel_order == "BGR"
         self._scale, self._mean, self._std = float(scale), np.array(mean, np.float32), np.array(std, np.float32)
         self.model = f"user-weights:{self.weights_path.name}"
-        self.model_version = f"sha256:{packages.sha256_file(self.weights_path)}"
+        self.model_version = f"sha256:{sha256_file(self.weights_path)}"
         self.reason = None
 
     def estimate(self, image: Image.Image | np.ndarray, face: Face | None = None) -> Estimate:

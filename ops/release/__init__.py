@@ -8,9 +8,10 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Callable, Sequence
-from pathlib import Path
 
 import pyarrow as pa
+
+from ops.hashing import source_hash
 
 from ops.release import datasheet, exports, freeze
 
@@ -57,13 +58,7 @@ def version_key(version: str) -> tuple:
 
 def code_version() -> str:
     """A hash of the source that computes the data (ops/, models/, warehouse/), stable across machines."""
-    root = Path(__file__).resolve().parents[2]
-    h = hashlib.sha256()
-    for pkg in ("ops", "models", "warehouse"):
-        for f in sorted((root / pkg).rglob("*.py")):
-            h.update(str(f.relative_to(root)).encode())
-            h.update(f.read_bytes())
-    return h.hexdigest()[:16]
+    return source_hash(("ops", "models", "warehouse"))
 
 
 def make_release(wh, *, name: str, version: str, config_yaml: str, config_fingerprint: str,

@@ -21,7 +21,6 @@ against its manifest (missing, extra, altered files; row counts).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -33,6 +32,8 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
+
+from ops.hashing import sha256_file
 
 FORMAT = "emoforge-release-1"
 
@@ -61,14 +62,6 @@ class Release:
     manifest: dict
     reused: bool = False
     problems: list[str] = field(default_factory=list)
-
-
-def _sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _sortable(t: pa.Table, keys: list[str]) -> list[str]:
@@ -186,7 +179,7 @@ def write_release(dest: Path, *, name: str, version: str, tables: Mapping[str, p
             "format": FORMAT, "name": name, "version": version, "code_version": code_version,
             "config_fingerprint": config_fingerprint, "previous": previous.name if previous else None,
             "data_as_of": _data_as_of(tables), "n_images": len(shas), "tables": rows,
-            "files": {str(p.relative_to(tmp)): {"sha256": _sha256_file(p), "bytes": p.stat().st_size} for p in files},
+            "files": {str(p.relative_to(tmp)): {"sha256": sha256_file(p), "bytes": p.stat().st_size} for p in files},
         }
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1, sort_keys=True))
         if dest.exists():
@@ -242,7 +235,7 @@ def verify(path: Path) -> list[str]:
         p = path / rel
         if not p.exists():
             problems.append(f"{rel}: missing")
-        elif p.stat().st_size != info["bytes"] or _sha256_file(p) != info["sha256"]:
+        elif p.stat().st_size != info["bytes"] or sha256_file(p) != info["sha256"]:
             problems.append(f"{rel}: content differs from the manifest (sha256 {info['sha256'][:12]}…)")
     for n, rows in manifest.get("tables", {}).items():
         f = path / "tables" / f"{n}.parquet"
