@@ -30,6 +30,8 @@ def _result(outcome: quality.SuiteOutcome) -> AssetCheckResult:
             "rows": MetadataValue.int(outcome.n_rows),
             # the same rows were validated by the same suite before: its outcome, not a new run
             "cached": MetadataValue.bool(outcome.cached),
+            # a table that grew: the row-wise expectations read only the rows they had not passed before
+            **({"new_rows": MetadataValue.int(outcome.new_rows)} if outcome.new_rows is not None else {}),
             "failed_expectations": MetadataValue.json(
                 [{"expectation": o.expectation, "column": o.column, "unexpected_count": o.unexpected_count,
                   "examples": [str(x) for x in o.examples[:5]]} for o in outcome.failures()]

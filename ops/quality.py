@@ -36,6 +36,7 @@ class SuiteOutcome:
     n_rows: int
     outcomes: list[ExpectationOutcome]
     cached: bool = False      # the outcome of an earlier validation of the same rows by the same suite
+    new_rows: int | None = None   # validated incrementally: the rows the row-wise expectations read
 
     def failures(self) -> list[ExpectationOutcome]:
         return [o for o in self.outcomes if not o.success]
@@ -69,42 +70,180 @@ def _context():
     return _CTX
 
 
-def result_key(df: pd.DataFrame, suite_name: str, expectations: list[Any]) -> str | None:
-    """What a suite's outcome depends on: the rows (their Arrow serialization), the suite (each
-    expectation's configuration) and the GX version; None when the rows cannot be serialized."""
-    import great_expectations as gx
+def _arrow(df: pd.DataFrame):
+    """The rows as an Arrow table (one type per column), or None when they cannot be converted."""
     import pyarrow as pa
 
     try:
-        table = pa.Table.from_pandas(df, preserve_index=False)
+        return pa.Table.from_pandas(df, preserve_index=False)
     except (pa.ArrowException, TypeError, ValueError):
+        return None
+
+
+def _gx_version() -> str:
+    from importlib import metadata
+
+    return metadata.version("great_expectations")
+
+
+def _suite_hash(suite_name: str, expectations: list[Any]) -> Any:
+    h = hashlib.sha256(f"{_gx_version()}\x1f{suite_name}".encode())
+    for e in expectations:
+        h.update(json.dumps(e.configuration.to_json_dict(), sort_keys=True, default=str).encode())
+    return h
+
+
+def result_key(df: pd.DataFrame, suite_name: str, expectations: list[Any], table=None) -> str | None:
+    """What a suite's outcome depends on: the rows (their Arrow serialization), the suite (each
+    expectation's configuration) and the GX version; None when the rows cannot be serialized."""
+    import pyarrow as pa
+
+    table = _arrow(df) if table is None else table
+    if table is None:
         return None
     sink = pa.BufferOutputStream()
     with pa.ipc.new_stream(sink, table.schema) as w:
         w.write_table(table)
-    h = hashlib.sha256(f"{gx.__version__}\x1f{suite_name}".encode())
-    for e in expectations:
-        h.update(json.dumps(e.configuration.to_json_dict(), sort_keys=True, default=str).encode())
+    h = _suite_hash(suite_name, expectations)
     h.update(hashlib.sha256(sink.getvalue()).digest())
     return h.hexdigest()[:32]
 
 
+# GX map expectations whose verdict on a row depends on that row's values alone (without ``mostly``,
+# which makes the verdict a share of the whole column). A row that passed them once passes them again,
+# so a table that grew is validated on its new rows only; every other expectation (uniqueness, row
+# counts, distinct-value counts) reads the whole column again.
+ROW_WISE = frozenset({
+    "expect_column_values_to_not_be_null", "expect_column_values_to_be_in_set",
+    "expect_column_values_to_be_between", "expect_column_value_lengths_to_equal",
+    "expect_column_pair_values_to_be_equal", "expect_column_pair_values_a_to_be_greater_than_b",
+})
+
+
+def _type(e: Any) -> str:
+    return e.configuration.type
+
+
+def _columns(e: Any) -> list[str]:
+    kw = e.configuration.kwargs
+    cols = [kw.get("column"), kw.get("column_A"), kw.get("column_B"), *(kw.get("column_list") or [])]
+    return [c for c in cols if c]
+
+
+def _row_wise(e: Any) -> bool:
+    mostly = e.configuration.kwargs.get("mostly")
+    return _type(e) in ROW_WISE and (mostly is None or float(mostly) >= 1.0)
+
+
+def _row_hashes(table) -> Any:
+    """One 64-bit hash per row of an Arrow table (DuckDB's ``hash`` over every column; the column types
+    are part of the key the hashes are stored under). A new row whose hash equals a validated row's
+    is taken as validated: with n stored rows the chance of that for a given new row is n / 2^64."""
+    import duckdb
+
+    con = duckdb.connect()
+    try:
+        con.register("t", table)
+        cols = ", ".join('"' + c.replace('"', '""') + '"' for c in table.column_names)
+        return con.execute(f"SELECT hash({cols}) AS h FROM t").fetchnumpy()["h"]
+    finally:
+        con.close()
+
+
 def validate(df: pd.DataFrame, suite_name: str, expectations: list[Any], cache=None) -> SuiteOutcome:
-    """Run GX ``expectations`` (gx.expectations.* objects) on ``df``. ``cache`` (get/put of JSON
-    by key, e.g. the warehouse's ``check_results``): a suite already run on the same rows answers
-    from it (``cached``), so a rebuild that rewrote a table with the same rows checks nothing again."""
-    key = result_key(df, suite_name, expectations) if cache is not None else None
+    """Run GX ``expectations`` (gx.expectations.* objects) on ``df``. ``cache`` (get/put of JSON by key,
+    and get_rows/put_rows of row hashes, e.g. the warehouse's ``check_results``):
+
+    - a suite already run on the same rows answers from it (``cached``), so a rebuild that rewrote a
+      table with the same rows checks nothing again;
+    - a table that changed is validated incrementally (``new_rows``): the row-wise expectations on the
+      rows they have not passed before, the others on the whole table (only the columns they name).
+      The outcome is the one a validation of the whole table gives (tests/test_quality.py compares)."""
+    table = _arrow(df) if cache is not None else None
+    key = result_key(df, suite_name, expectations, table=table) if table is not None else None
     if key is not None:
         hit = cache.get(key)
         if hit is not None:
             return SuiteOutcome(suite=hit["suite"], success=bool(hit["success"]), n_rows=int(hit["n_rows"]),
                                 outcomes=[ExpectationOutcome(**o) for o in hit["outcomes"]], cached=True)
-    out = _validate(df, suite_name, expectations)
+    out = _validate_incrementally(df, table, suite_name, expectations, cache) if table is not None else None
+    if out is None:
+        out = _validate(df, suite_name, expectations)
+        _remember_rows(df, table, suite_name, expectations, out, cache)
     if key is not None:
-        cache.put(key, {"suite": out.suite, "success": out.success, "n_rows": out.n_rows,
+        cache.put(key, {"suite": out.suite, "success": out.success, "n_rows": out.n_rows, "new_rows": out.new_rows,
                         "outcomes": [{**asdict(o), "unexpected_count": None if o.unexpected_count is None
                                       else int(o.unexpected_count)} for o in out.outcomes]})
     return out
+
+
+def _rows_key(suite_name: str, row_exps: list[Any], table) -> str:
+    h = _suite_hash(suite_name, row_exps)
+    h.update(str(table.schema).encode())
+    return "rows-" + h.hexdigest()[:32]
+
+
+def _row_part(df: pd.DataFrame, table, expectations: list[Any]):
+    """(row-wise expectations, their columns as an Arrow table) or None when they name a column the
+    rows do not have (GX reports that, so the whole table is validated)."""
+    row_exps = [e for e in expectations if _row_wise(e)]
+    cols = sorted({c for e in row_exps for c in _columns(e)})
+    if not row_exps or not cols or not set(cols) <= set(df.columns) or not set(cols) <= set(table.column_names):
+        return None
+    return row_exps, table.select(cols)
+
+
+def _remember_rows(df, table, suite_name, expectations, out: SuiteOutcome, cache) -> None:
+    """After a whole-table validation whose row-wise expectations all held: store the rows' hashes."""
+    if table is None or cache is None or not hasattr(cache, "put_rows"):
+        return
+    part = _row_part(df, table, expectations)
+    if part is None:
+        return
+    row_exps, sub = part
+    ok = all(o.success for e, o in zip(expectations, out.outcomes) if _row_wise(e))
+    if ok and len(out.outcomes) == len(expectations):
+        cache.put_rows(_rows_key(suite_name, row_exps, sub), _row_hashes(sub))
+
+
+def _validate_incrementally(df, table, suite_name, expectations, cache) -> SuiteOutcome | None:
+    import numpy as np
+
+    if cache is None or not hasattr(cache, "get_rows"):
+        return None
+    part = _row_part(df, table, expectations)
+    if part is None:
+        return None
+    row_exps, sub = part
+    rkey = _rows_key(suite_name, row_exps, sub)
+    seen = cache.get_rows(rkey)
+    if seen is None or len(df) == 0:
+        return None
+    hashes = _row_hashes(sub)
+    new = ~np.isin(hashes, seen)
+    if new.mean() > 0.5:   # mostly new rows: one pass over the whole table costs less than two
+        return None
+    row_out = (_validate(df.loc[new, list(sub.column_names)].reset_index(drop=True), suite_name, row_exps).outcomes
+               if new.any() else [ExpectationOutcome(expectation=_type(e), column=_column_label(e), success=True,
+                                                     unexpected_count=0) for e in row_exps])
+    other = [e for e in expectations if not _row_wise(e)]
+    other_cols = sorted({c for e in other for c in _columns(e)} & set(df.columns))
+    if other and not other_cols:   # table-level expectations without a column (row counts)
+        other_cols = list(sub.column_names)[:1]
+    other_out = _validate(df[other_cols], suite_name, other).outcomes if other else []
+    if len(row_out) != len(row_exps) or len(other_out) != len(other):
+        return None
+    rows_iter, other_iter = iter(row_out), iter(other_out)
+    outcomes = [next(rows_iter) if _row_wise(e) else next(other_iter) for e in expectations]
+    if all(o.success for o in row_out):
+        cache.put_rows(rkey, hashes)
+    return SuiteOutcome(suite=suite_name, success=all(o.success for o in outcomes), n_rows=len(df),
+                        outcomes=outcomes, new_rows=int(new.sum()))
+
+
+def _column_label(e: Any) -> str | None:
+    kw = e.configuration.kwargs
+    return kw.get("column") or (",".join(kw.get("column_list", [])) or None)
 
 
 def _validate(df: pd.DataFrame, suite_name: str, expectations: list[Any]) -> SuiteOutcome:
@@ -130,7 +269,7 @@ def _validate(df: pd.DataFrame, suite_name: str, expectations: list[Any]) -> Sui
         suite.add_expectation(e)
     result = batch.validate(suite, result_format="SUMMARY")
     outcomes = []
-    for r in result.results:
+    for r in _in_suite_order(result.results, expectations):
         cfg = r.expectation_config
         res = r.result or {}
         outcomes.append(ExpectationOutcome(
@@ -139,6 +278,22 @@ def _validate(df: pd.DataFrame, suite_name: str, expectations: list[Any]) -> Sui
             examples=list(res.get("partial_unexpected_list") or [])[:10], observed=res.get("observed_value"),
         ))
     return SuiteOutcome(suite=suite_name, success=bool(result.success), n_rows=len(df), outcomes=outcomes)
+
+
+def _in_suite_order(results: list, expectations: list[Any]) -> list:
+    """GX reports a suite's results grouped its own way: put them in the order of ``expectations``
+    (a result belongs to the expectation of its type whose arguments it repeats); results that match
+    none keep their place at the end."""
+    left = list(results)
+    ordered = []
+    for e in expectations:
+        want = e.configuration.kwargs
+        for i, r in enumerate(left):
+            cfg = r.expectation_config
+            if cfg.type == _type(e) and all(cfg.kwargs.get(k) == v for k, v in want.items()):
+                ordered.append(left.pop(i))
+                break
+    return ordered + left
 
 
 # ---- the suites -------------------------------------------------------------------------------

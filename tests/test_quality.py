@@ -68,3 +68,99 @@ def test_an_unchanged_table_is_answered_from_the_cache_without_running_gx(tmp_pa
     assert not other.cached
     wider = quality.validate(dup, "images", quality.images_suite(600, 1600), cache=cache)
     assert not wider.cached and [o.unexpected_count for o in wider.failures()] == [2]
+
+
+def _images(n: int, start: int = 0) -> pd.DataFrame:
+    return pd.DataFrame({"sha256": [f"{i:064x}" for i in range(start, start + n)],
+                         "width": [801 + (i * 7) % 700 for i in range(start, start + n)],
+                         "source": ["web"] * n})
+
+
+def _counts(out: quality.SuiteOutcome) -> list[tuple]:
+    return [(o.expectation, o.column, o.success, o.unexpected_count) for o in out.outcomes]
+
+
+def test_a_grown_table_is_validated_on_its_new_rows_with_the_outcome_of_a_whole_validation(tmp_path, monkeypatch):
+    from warehouse.store import ResultCache
+
+    cache = ResultCache(tmp_path / "check_results")
+    old = _images(300)
+    first = quality.validate(old, "images", quality.images_suite(800, 1600), cache=cache)
+    assert first.success and first.new_rows is None   # nothing stored yet: the whole table
+
+    seen_rows = []
+    real = quality._validate
+
+    def spy(df, name, exps):
+        seen_rows.append((len(df), sorted(df.columns)))
+        return real(df, name, exps)
+    monkeypatch.setattr(quality, "_validate", spy)
+
+    # 12 new rows: 2 widths outside (800, 1600) and one SHA-256 that an old row already has
+    new = _images(12, start=1000)
+    new.loc[3, "width"] = 800
+    new.loc[7, "width"] = 1700
+    new.loc[9, "sha256"] = old.loc[5, "sha256"]
+    grown = pd.concat([old, new], ignore_index=True)
+    inc = quality.validate(grown, "images", quality.images_suite(800, 1600), cache=cache)
+    whole = real(grown, "images", quality.images_suite(800, 1600))   # GX over every row, no cache
+    assert _counts(inc) == _counts(whole)
+    assert not inc.success and inc.new_rows == 12 and inc.n_rows == 312
+    assert [(o.expectation, o.unexpected_count) for o in inc.failures()] == [
+        ("expect_column_values_to_be_unique", 2), ("expect_column_values_to_be_between", 2)]
+    # the row-wise expectations read the 12 new rows; uniqueness read the whole sha256 column only
+    assert seen_rows == [(12, ["sha256", "width"]), (312, ["sha256"])]
+
+    # the failing rows were not remembered: fixed, they are read again; the next growth reads only its rows
+    grown.loc[[303, 307], "width"] = 900
+    grown.loc[309, "sha256"] = "f" * 64
+    seen_rows.clear()
+    fixed = quality.validate(grown, "images", quality.images_suite(800, 1600), cache=cache)
+    assert fixed.success and fixed.new_rows == 12 and seen_rows[0][0] == 12
+    seen_rows.clear()
+    more = pd.concat([grown, _images(5, start=2000)], ignore_index=True)
+    assert quality.validate(more, "images", quality.images_suite(800, 1600), cache=cache).new_rows == 5
+    assert seen_rows[0][0] == 5
+
+
+def test_incremental_validation_agrees_with_a_whole_validation_on_pairs_sets_and_nulls(tmp_path):
+    from warehouse.store import ResultCache
+
+    cache = ResultCache(tmp_path / "check_results")
+    n = 200
+    df = pd.DataFrame({"image_id": [f"i{i}" for i in range(n)], "taxonomy": ["plutchik"] * n,
+                       "n_annotations_all": [1 + i % 3 for i in range(n)],
+                       "n_annotators": [3] * n, "emotion8_n_votes": [i % 4 for i in range(n)]})
+    df["emotion8__vote_sum"] = df["emotion8_n_votes"]
+    suite = quality.merged_suite(["emotion8"])
+    assert quality.validate(df, "m", suite, cache=cache).success
+    grown = pd.concat([df, df.iloc[:6].assign(image_id=[f"n{i}" for i in range(6)])], ignore_index=True)
+    grown.loc[n + 1, "emotion8__vote_sum"] = 9          # pair not equal
+    grown.loc[n + 2, "n_annotators"] = 0                 # fewer annotators than votes
+    grown.loc[n + 3, "n_annotations_all"] = 0            # below 1
+    grown.loc[n + 4, "image_id"] = "i0"                  # (image, taxonomy) twice
+    inc = quality.validate(grown, "m", suite, cache=cache)
+    # rows are told apart by the columns the row-wise expectations read: the copies whose counts are
+    # unchanged (rows n, n + 4, n + 5: only image_id differs) have been validated
+    assert inc.new_rows == 3
+    assert _counts(inc) == _counts(quality.validate(grown, "m", suite))
+    assert sorted(o.expectation for o in inc.failures()) == [
+        "expect_column_pair_values_a_to_be_greater_than_b", "expect_column_pair_values_to_be_equal",
+        "expect_column_values_to_be_between", "expect_compound_columns_to_be_unique"]
+
+
+def test_rows_of_another_type_or_suite_are_validated_whole(tmp_path):
+    from warehouse.store import ResultCache
+
+    cache = ResultCache(tmp_path / "check_results")
+    old = _images(100)
+    quality.validate(old, "images", quality.images_suite(800, 1600), cache=cache)
+    grown = pd.concat([old, _images(3, start=500)], ignore_index=True)
+    # the same values as floats: another column type, so nothing validated before counts
+    as_float = grown.assign(width=grown["width"].astype("float64"))
+    assert quality.validate(as_float, "images", quality.images_suite(800, 1600), cache=cache).new_rows is None
+    # a narrower range is another suite: the old rows are read again (and 3 now fail)
+    narrow = quality.validate(grown, "images", quality.images_suite(1400, 1600), cache=cache)
+    assert narrow.new_rows is None and narrow.failures()[0].unexpected_count == \
+        int(((grown["width"] <= 1400) | (grown["width"] >= 1600)).sum())
+    assert quality.validate(grown, "images", quality.images_suite(800, 1600), cache=cache).new_rows == 3

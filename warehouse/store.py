@@ -517,3 +517,23 @@ class ResultCache:
     def put(self, key: str, value: dict) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
         atomic_write_bytes(self.root / f"{key}.json", json.dumps(value, default=str, sort_keys=True).encode(), durable=False)
+
+    def get_rows(self, key: str):
+        """The sorted uint64 row hashes stored under ``key`` (rows that passed a suite's row-wise
+        expectations), or None."""
+        import numpy as np
+
+        try:
+            return np.load(self.root / f"{key}.npy", allow_pickle=False)
+        except (OSError, ValueError):
+            return None
+
+    def put_rows(self, key: str, hashes) -> None:
+        import io
+
+        import numpy as np
+
+        self.root.mkdir(parents=True, exist_ok=True)
+        buf = io.BytesIO()
+        np.save(buf, np.unique(np.asarray(hashes, dtype=np.uint64)), allow_pickle=False)
+        atomic_write_bytes(self.root / f"{key}.npy", buf.getvalue(), durable=False)
