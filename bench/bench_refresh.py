@@ -72,6 +72,22 @@ sys.path.insert(0, str(REPO))
 RESULTS = {"scenes": REPO / "bench" / "results" / "refresh.md",
            "every-source": REPO / "bench" / "results" / "refresh_every_source.md"}
 CLI = REPO / ".venv" / "bin" / "emoforge"
+WORLD_SCALE = 1     # --world-scale: the demo world's faces and scenes times this (the corpus and FindingEmo-Light stay)
+
+
+def demo_settings():
+    """The demo's ``acquisition.provider.demo`` section with the world scaled by WORLD_SCALE."""
+    from ops.demo.config import demo_config
+
+    demo = demo_config().acquisition.provider.demo
+    w = demo.world
+    return demo.model_copy(update={"world": w.model_copy(update={"n_faces": w.n_faces * WORLD_SCALE,
+                                                                  "n_scenes": w.n_scenes * WORLD_SCALE})})
+
+
+def results_path(mode: str) -> Path:
+    p = RESULTS[mode]
+    return p if WORLD_SCALE == 1 else p.with_name(f"{p.stem}_world_x{WORLD_SCALE}.md")
 NEW_EMOTION = "Joyful"          # one of FindingEmo's emotion keywords, not among the demo's four
 TARGET = 0.05
 
@@ -333,12 +349,11 @@ def make_new_images(site_dir: Path, k: int, queries: list[str]) -> list:
     import numpy as np
 
     from ops.acquisition import statuses as S
-    from ops.demo.config import demo_config
     from ops.demo.corpus import DemoEntry
     from ops.demo.scenes import REJECT_TAGS
     from ops.demo.world import _scene_item
 
-    world = demo_config().acquisition.provider.demo.world
+    world = demo_settings().world
     rng = np.random.default_rng([world.seed, 911])
     kinds = ["keep"] * (k - round(0.25 * k)) + [list(REJECT_TAGS)[i % len(REJECT_TAGS)] for i in range(round(0.25 * k))]
     rng.shuffle(kinds)
@@ -489,11 +504,10 @@ def refresh_config(port: int, sources: list[dict], n_queries: int) -> dict:
 def bench_server(site_dir: Path, port: int, extra: list):
     """The demo web with the new results: the build finds a demo server of its own corpus on its port
     and reuses it (assets.resources.DemoWebResource)."""
-    from ops.demo.config import demo_config
     from ops.demo.server import DemoServer
     from ops.demo.site import build_site
 
-    demo = demo_config().acquisition.provider.demo
+    demo = demo_settings()
     t0 = time.perf_counter()
     entries = build_site(site_dir, n_images=demo.n_images, seed=demo.seed, world=demo.world).entries
     dt = time.perf_counter() - t0
@@ -582,10 +596,13 @@ def write_results(ctx: dict, builds: list[dict]) -> str:
     mode = ctx["ann"].get("mode", "scenes")
     spread = mode == "every-source"
     L = []
+    scale = int(ctx.get("world_scale", 1))
     L += ["# Refresh after new data: ~1 % new images + ~1 % new annotations vs the full demo build (issue 11)"
-          + (": the newest 1 % of every annotation export" if spread else ""), "",
+          + (": the newest 1 % of every annotation export" if spread else "")
+          + (f"; the demo world {scale}x as large ({ctx.get('world')})" if scale != 1 else ""), "",
           ("- Reproduce: `.venv/bin/python bench/bench_refresh.py"
-          + (" --new-annotations every-source" if spread else "") + "` (from the repo root; "
+          + (" --new-annotations every-source" if spread else "")
+          + (f" --world-scale {scale}" if scale != 1 else "") + "` (from the repo root; "
           "`--frac` sets the share of new data, default 0.01; `--keep` keeps the temporary directory)"),
           f"- Date: {ctx['date']}; total benchmark time {ctx['total_s'] / 60:.1f} min",
           f"- Machine: {ctx['cpu']}, {os.cpu_count()} CPUs, no GPU, **shared with other engineers' builds and tests** "
@@ -690,7 +707,7 @@ def write_results(ctx: dict, builds: list[dict]) -> str:
     if PROFILE:   # cProfile slows every build unevenly: the figures stay beside the profiles
         (PROFILE / "results.md").write_text(text)
     else:
-        RESULTS[mode].write_text(text)
+        results_path(mode).write_text(text)
     return text
 
 
@@ -907,6 +924,8 @@ def render(tmp: Path) -> str:
     """Re-render the results of a kept run (``--keep``) from its builds.json and ctx.json."""
     builds = json.loads((tmp / "builds.json").read_text())
     ctx = json.loads((tmp / "ctx.json").read_text())
+    global WORLD_SCALE
+    WORLD_SCALE = int(ctx.get("world_scale", 1))
     for b in builds:
         if "epochs" not in b:
             b["epochs"] = backbone_epochs(tmp / "logs" / f"{b['name']}.stderr")
@@ -940,6 +959,9 @@ def main() -> None:
     ap.add_argument("--keep", action="store_true", help="keep the temporary directory")
     ap.add_argument("--timeout", type=float, default=5400, help="seconds allowed per build")
     ap.add_argument("--render", metavar="DIR", help="only re-render the results of a run kept with --keep")
+    ap.add_argument("--world-scale", type=int, default=1, metavar="K",
+                    help="a demo world K times as large (faces and scenes; results in "
+                         "bench/results/refresh_every_source_world_xK.md): how the share moves with the corpus size")
     ap.add_argument("--profile", action="store_true",
                     help="run every build under cProfile (logs/<build>.prof in the kept directory; implies --keep; "
                          "the results go to that directory, not to bench/results)")
@@ -954,8 +976,9 @@ def main() -> None:
     t_start = time.perf_counter()
     tmp = Path(tempfile.mkdtemp(prefix="bench_refresh_"))
     data, logs = tmp / "data", tmp / "logs"
+    global PROFILE, WORLD_SCALE
+    WORLD_SCALE = args.world_scale
     if args.profile:
-        global PROFILE
         PROFILE, args.keep = tmp, True
     logs.mkdir()
     sock, port = reserve_port()
@@ -964,12 +987,15 @@ def main() -> None:
     mode = args.new_annotations
     try:
         base = {"acquisition": {"provider": {"demo": {"port": port}}}}
+        if WORLD_SCALE != 1:
+            w = demo_settings().world
+            base["acquisition"]["provider"]["demo"]["world"] = {"n_faces": w.n_faces, "n_scenes": w.n_scenes}
         late_sources = held = None
         if mode == "every-source":
             from ops.demo.config import demo_config
             from ops.demo.site import build_site
 
-            demo = demo_config().acquisition.provider.demo
+            demo = demo_settings()
             t0 = time.perf_counter()
             build_site(tmp / "world_site", n_images=demo.n_images, seed=demo.seed, world=demo.world)
             early, late_sources, held = hold_back_newest(tmp / "world_site", tmp / "exports", args.frac)
@@ -1020,7 +1046,8 @@ def main() -> None:
             say(f"    warning: {got} new unique images, {k_images} served")
         if after["annotations"] - before["annotations"] != ann["rows_added"]:
             say(f"    warning: {after['annotations'] - before['annotations']} new annotation rows, {ann['rows_added']} appended")
-        ctx = {"date": _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        ctx = {"date": _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%d %H:%M UTC"), "world_scale": WORLD_SCALE,
+               "world": {k: getattr(demo_settings().world, k) for k in ("n_faces", "n_scenes")},
                "cpu": _cpu_name(), "git": _git(), "before": before, "after": after, "k_images": k_images,
                "k_reject": k_reject,
                "ann": ann, "queries": queries, "n_queries": n_queries, "new_batch": new_batch,
