@@ -749,7 +749,7 @@ def analysis(builds: list[dict], ctx: dict) -> list[str]:
                "(assets/_inputs.py: the inputs key of their last materialization, pipelines/build.py `_unchanged`)"
                if noop.get("skipped") else "; every global job chunk ran again")
             + ". Largest steps: " + (", ".join(f"`{k}` {v['s']:.0f} s" for k, v in ntop) or "none") + "."),
-           (f"- Asset checks (Great Expectations suites over whole tables, in every run): {checks[noop['name']]:.0f} s in the "
+           (f"- Asset checks (Great Expectations suites; a table that grew is validated on its new rows, an unchanged one answers from its stored outcome): {checks[noop['name']]:.0f} s in the "
            f"no-op, {checks[refresh['name']]:.0f} s in the refresh ({checks[full['name']]:.0f} s in the full build).")]
     fm = _step(noop, "face_metadata")
     fmd = nmd.get("face_metadata") or {}
