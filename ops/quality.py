@@ -1,8 +1,10 @@
 """Data-quality suites run with great-expectations 1.x in an ephemeral context.
 
-Each suite is a list of GX expectation objects; :func:`validate` runs them on a DataFrame and
-returns a plain summary (success, and per expectation: how many rows fail and a few examples)
-that the Dagster asset checks turn into check results. No Dagster here (``dagster-ge`` pins
+Each suite is a list of :class:`Expect` (a GX expectation's type and arguments, described without
+importing GX: a check answered from its stored outcome never pays the import); :func:`validate`
+runs them on a DataFrame as ``gx.expectations`` objects and returns a plain summary (success, and
+per expectation: how many rows fail and a few examples) that the Dagster asset checks turn into
+check results. No Dagster here (``dagster-ge`` pins
 great-expectations < 1, so the bridge is this small function).
 """
 
@@ -11,12 +13,35 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import pandas as pd
 
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+
+
+@dataclass(frozen=True)
+class Expect:
+    """One GX expectation: its type (``expect_column_values_to_be_unique``) and its arguments."""
+
+    type: str
+    kwargs: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict:
+        return {"type": self.type, "kwargs": self.kwargs}
+
+    def to_gx(self) -> Any:
+        """The ``gx.expectations`` object (``ExpectColumnValuesToBeUnique(column=...)``)."""
+        import great_expectations as gx
+
+        return getattr(gx.expectations, "".join(w.capitalize() for w in self.type.split("_")))(**self.kwargs)
+
+
+def _e(gx_class: str, **kwargs: Any) -> Expect:
+    """``Expect`` from GX's class name: ``_e("ExpectColumnValuesToBeUnique", column="x")``."""
+    return Expect(re.sub(r"(?<!^)([A-Z])", r"_\1", gx_class).lower(), kwargs)
 
 
 @dataclass
@@ -89,22 +114,31 @@ def _gx_version() -> str:
 def _suite_hash(suite_name: str, expectations: list[Any]) -> Any:
     h = hashlib.sha256(f"{_gx_version()}\x1f{suite_name}".encode())
     for e in expectations:
-        h.update(json.dumps(e.configuration.to_json_dict(), sort_keys=True, default=str).encode())
+        h.update(json.dumps(e.to_json(), sort_keys=True, default=str).encode())
     return h
 
 
+def _named(df: pd.DataFrame, expectations: list[Expect]) -> pd.DataFrame:
+    """The columns of ``df`` that the expectations name (all of them when none is named): the only
+    data a suite's outcome depends on, besides the number of rows."""
+    cols = [c for c in dict.fromkeys(c for e in expectations for c in _columns(e)) if c in df.columns]
+    return df[cols] if cols else df
+
+
 def result_key(df: pd.DataFrame, suite_name: str, expectations: list[Any], table=None) -> str | None:
-    """What a suite's outcome depends on: the rows (their Arrow serialization), the suite (each
-    expectation's configuration) and the GX version; None when the rows cannot be serialized."""
+    """What a suite's outcome depends on: the number of rows and the columns it names (their Arrow
+    serialization; a bookkeeping column such as a download's attempt count does not count), the suite
+    (each expectation's type and arguments) and the GX version; None when the rows cannot be serialized."""
     import pyarrow as pa
 
-    table = _arrow(df) if table is None else table
+    table = _arrow(_named(df, expectations)) if table is None else table
     if table is None:
         return None
     sink = pa.BufferOutputStream()
     with pa.ipc.new_stream(sink, table.schema) as w:
         w.write_table(table)
     h = _suite_hash(suite_name, expectations)
+    h.update(f"\x1frows={len(df)}".encode())
     h.update(hashlib.sha256(sink.getvalue()).digest())
     return h.hexdigest()[:32]
 
@@ -120,18 +154,18 @@ ROW_WISE = frozenset({
 })
 
 
-def _type(e: Any) -> str:
-    return e.configuration.type
+def _type(e: Expect) -> str:
+    return e.type
 
 
-def _columns(e: Any) -> list[str]:
-    kw = e.configuration.kwargs
+def _columns(e: Expect) -> list[str]:
+    kw = e.kwargs
     cols = [kw.get("column"), kw.get("column_A"), kw.get("column_B"), *(kw.get("column_list") or [])]
     return [c for c in cols if c]
 
 
 def _row_wise(e: Any) -> bool:
-    mostly = e.configuration.kwargs.get("mostly")
+    mostly = e.kwargs.get("mostly")
     return _type(e) in ROW_WISE and (mostly is None or float(mostly) >= 1.0)
 
 
@@ -151,7 +185,7 @@ def _row_hashes(table) -> Any:
 
 
 def validate(df: pd.DataFrame, suite_name: str, expectations: list[Any], cache=None) -> SuiteOutcome:
-    """Run GX ``expectations`` (gx.expectations.* objects) on ``df``. ``cache`` (get/put of JSON by key,
+    """Run the suite ``expectations`` (:class:`Expect`) on ``df``. ``cache`` (get/put of JSON by key,
     and get_rows/put_rows of row hashes, e.g. the warehouse's ``check_results``):
 
     - a suite already run on the same rows answers from it (``cached``), so a rebuild that rewrote a
@@ -159,6 +193,7 @@ def validate(df: pd.DataFrame, suite_name: str, expectations: list[Any], cache=N
     - a table that changed is validated incrementally (``new_rows``): the row-wise expectations on the
       rows they have not passed before, the others on the whole table (only the columns they name).
       The outcome is the one a validation of the whole table gives (tests/test_quality.py compares)."""
+    df = _named(df, expectations)
     table = _arrow(df) if cache is not None else None
     key = result_key(df, suite_name, expectations, table=table) if table is not None else None
     if key is not None:
@@ -241,8 +276,8 @@ def _validate_incrementally(df, table, suite_name, expectations, cache) -> Suite
                         outcomes=outcomes, new_rows=int(new.sum()))
 
 
-def _column_label(e: Any) -> str | None:
-    kw = e.configuration.kwargs
+def _column_label(e: Expect) -> str | None:
+    kw = e.kwargs
     return kw.get("column") or (",".join(kw.get("column_list", [])) or None)
 
 
@@ -266,7 +301,7 @@ def _validate(df: pd.DataFrame, suite_name: str, expectations: list[Any]) -> Sui
     batch = bd.get_batch(batch_parameters={"dataframe": df})
     suite = gx.ExpectationSuite(name=f"{suite_name}")
     for e in expectations:
-        suite.add_expectation(e)
+        suite.add_expectation(e.to_gx())
     result = batch.validate(suite, result_format="SUMMARY")
     outcomes = []
     for r in _in_suite_order(result.results, expectations):
@@ -287,7 +322,7 @@ def _in_suite_order(results: list, expectations: list[Any]) -> list:
     left = list(results)
     ordered = []
     for e in expectations:
-        want = e.configuration.kwargs
+        want = e.kwargs
         for i, r in enumerate(left):
             cfg = r.expectation_config
             if cfg.type == _type(e) and all(cfg.kwargs.get(k) == v for k, v in want.items()):
@@ -299,81 +334,66 @@ def _in_suite_order(results: list, expectations: list[Any]) -> list:
 # ---- the suites -------------------------------------------------------------------------------
 
 def candidates_suite(allowed_statuses: list[str]) -> list[Any]:
-    import great_expectations as gx
-
-    E = gx.expectations
     return [
-        E.ExpectColumnValuesToNotBeNull(column="candidate_id"),
-        E.ExpectColumnValuesToBeUnique(column="candidate_id"),
-        E.ExpectColumnValuesToNotBeNull(column="filter_status"),
-        E.ExpectColumnValuesToBeInSet(column="filter_status", value_set=allowed_statuses),
+        _e("ExpectColumnValuesToNotBeNull", column="candidate_id"),
+        _e("ExpectColumnValuesToBeUnique", column="candidate_id"),
+        _e("ExpectColumnValuesToNotBeNull", column="filter_status"),
+        _e("ExpectColumnValuesToBeInSet", column="filter_status", value_set=allowed_statuses),
     ]
 
 
 def downloads_suite(n_candidates: int, allowed_statuses: list[str]) -> list[Any]:
     """Each candidate ends in exactly one known status."""
-    import great_expectations as gx
-
-    E = gx.expectations
     return [
-        E.ExpectTableRowCountToEqual(value=n_candidates),
-        E.ExpectColumnValuesToNotBeNull(column="candidate_id"),
-        E.ExpectColumnValuesToBeUnique(column="candidate_id"),
-        E.ExpectColumnValuesToNotBeNull(column="status"),
-        E.ExpectColumnValuesToBeInSet(column="status", value_set=allowed_statuses),
+        _e("ExpectTableRowCountToEqual", value=n_candidates),
+        _e("ExpectColumnValuesToNotBeNull", column="candidate_id"),
+        _e("ExpectColumnValuesToBeUnique", column="candidate_id"),
+        _e("ExpectColumnValuesToNotBeNull", column="status"),
+        _e("ExpectColumnValuesToBeInSet", column="status", value_set=allowed_statuses),
     ]
 
 
 def images_suite(min_width: int, max_width: int, unique: bool = True) -> list[Any]:
     """Stored images: a SHA-256 each (unique in image-level tables), width within FindingEmo's
     exclusive limits (§2.3.1)."""
-    import great_expectations as gx
-
-    E = gx.expectations
     out = [
-        E.ExpectColumnValuesToNotBeNull(column="sha256"),
-        E.ExpectColumnValueLengthsToEqual(column="sha256", value=64),
-        E.ExpectColumnValuesToNotBeNull(column="width"),
-        E.ExpectColumnValuesToBeBetween(column="width", min_value=min_width, max_value=max_width,
+        _e("ExpectColumnValuesToNotBeNull", column="sha256"),
+        _e("ExpectColumnValueLengthsToEqual", column="sha256", value=64),
+        _e("ExpectColumnValuesToNotBeNull", column="width"),
+        _e("ExpectColumnValuesToBeBetween", column="width", min_value=min_width, max_value=max_width,
                                         strict_min=True, strict_max=True),
     ]
     if unique:
-        out.insert(1, E.ExpectColumnValuesToBeUnique(column="sha256"))
+        out.insert(1, _e("ExpectColumnValuesToBeUnique", column="sha256"))
     return out
 
 
 def annotations_suite(scales: dict[str, tuple[float, float]], emotion24: list[str], emotion8: list[str]) -> list[Any]:
     """``annotations``: (image, annotator) unique, values within the source's scales (FindingEmo §2.1),
     labels from the Plutchik taxonomy, keep decided."""
-    import great_expectations as gx
-
-    E = gx.expectations
     out = [
-        E.ExpectCompoundColumnsToBeUnique(column_list=["image_id", "annotator_id"]),
-        E.ExpectColumnValuesToNotBeNull(column="image_id"),
-        E.ExpectColumnValuesToNotBeNull(column="annotator_id"),
-        E.ExpectColumnValuesToNotBeNull(column="keep"),
-        E.ExpectColumnValuesToBeInSet(column="emotion24", value_set=emotion24),
-        E.ExpectColumnValuesToBeInSet(column="emotion8", value_set=emotion8),
+        _e("ExpectCompoundColumnsToBeUnique", column_list=["image_id", "annotator_id"]),
+        _e("ExpectColumnValuesToNotBeNull", column="image_id"),
+        _e("ExpectColumnValuesToNotBeNull", column="annotator_id"),
+        _e("ExpectColumnValuesToNotBeNull", column="keep"),
+        _e("ExpectColumnValuesToBeInSet", column="emotion24", value_set=emotion24),
+        _e("ExpectColumnValuesToBeInSet", column="emotion8", value_set=emotion8),
     ]
     for col, (lo, hi) in scales.items():
-        out.append(E.ExpectColumnValuesToBeBetween(column=col, min_value=lo, max_value=hi))
+        out.append(_e("ExpectColumnValuesToBeBetween", column=col, min_value=lo, max_value=hi))
     return out
 
 
 def merged_suite(levels: list[str]) -> list[Any]:
     """``merged_annotations``: one row per (image, taxonomy); per label level the vote distribution sums
     to the number of votes, and there are never more votes than annotators."""
-    import great_expectations as gx
-
-    E = gx.expectations
     # every merged image had at least one annotation (its annotators may all have been excluded by
     # grading: then n_annotators is 0 and n_excluded says why)
-    out = [E.ExpectCompoundColumnsToBeUnique(column_list=["image_id", "taxonomy"]),
-           E.ExpectColumnValuesToBeBetween(column="n_annotations_all", min_value=1)]
+    out = [_e("ExpectCompoundColumnsToBeUnique", column_list=["image_id", "taxonomy"]),
+           _e("ExpectColumnValuesToBeBetween", column="n_annotations_all", min_value=1)]
     for p in levels:
-        out.append(E.ExpectColumnPairValuesToBeEqual(column_A=f"{p}_n_votes", column_B=f"{p}__vote_sum"))
-        out.append(E.ExpectColumnPairValuesAToBeGreaterThanB(column_A="n_annotators", column_B=f"{p}_n_votes",
+        out.append(_e("ExpectColumnPairValuesToBeEqual", column_A=f"{p}_n_votes", column_B=f"{p}__vote_sum"))
+        out.append(_e("ExpectColumnPairValuesAToBeGreaterThanB", column_A="n_annotators", column_B=f"{p}_n_votes",
                                                              or_equal=True))
     return out
 
@@ -381,48 +401,39 @@ def merged_suite(levels: list[str]) -> list[Any]:
 def features_suite(n_expected: int) -> list[Any]:
     """``image_features``: one row per (image, extractor), exactly as many as unique images x
     extractors; a known status; ok vectors finite (column ``finite`` computed from the vectors)."""
-    import great_expectations as gx
-
-    E = gx.expectations
     return [
-        E.ExpectTableRowCountToEqual(value=n_expected),
-        E.ExpectCompoundColumnsToBeUnique(column_list=["sha256", "extractor"]),
-        E.ExpectColumnValuesToBeInSet(column="status", value_set=["ok", "decode_error", "nonfinite"]),
-        E.ExpectColumnValuesToBeInSet(column="finite", value_set=[True]),
+        _e("ExpectTableRowCountToEqual", value=n_expected),
+        _e("ExpectCompoundColumnsToBeUnique", column_list=["sha256", "extractor"]),
+        _e("ExpectColumnValuesToBeInSet", column="status", value_set=["ok", "decode_error", "nonfinite"]),
+        _e("ExpectColumnValuesToBeInSet", column="finite", value_set=[True]),
     ]
 
 
 def predictions_suite(prob_columns: list[str]) -> list[Any]:
     """A predictions table: one row per image, one model version for the whole table (no image
     predicted by two versions of the task), probabilities in [0, 1]."""
-    import great_expectations as gx
-
-    E = gx.expectations
     out = [
-        E.ExpectColumnValuesToBeUnique(column="sha256"),
-        E.ExpectColumnValuesToNotBeNull(column="model_version"),
-        E.ExpectColumnUniqueValueCountToBeBetween(column="model_version", min_value=0, max_value=1),
+        _e("ExpectColumnValuesToBeUnique", column="sha256"),
+        _e("ExpectColumnValuesToNotBeNull", column="model_version"),
+        _e("ExpectColumnUniqueValueCountToBeBetween", column="model_version", min_value=0, max_value=1),
     ]
     for c in prob_columns:
-        out.append(E.ExpectColumnValuesToNotBeNull(column=c))
-        out.append(E.ExpectColumnValuesToBeBetween(column=c, min_value=0.0, max_value=1.0))
+        out.append(_e("ExpectColumnValuesToNotBeNull", column=c))
+        out.append(_e("ExpectColumnValuesToBeBetween", column=c, min_value=0.0, max_value=1.0))
     return out
 
 
 def faces_suite() -> list[Any]:
     """``faces`` (CONTRACT): a unique face_id, a box inside positive extents, a score in [0, 1] (NULL
     for whole-image faces, whose box is the image), a crop blob per face."""
-    import great_expectations as gx
-
-    E = gx.expectations
     return [
-        E.ExpectColumnValuesToBeUnique(column="face_id"),
-        E.ExpectColumnValuesToNotBeNull(column="sha256"),
-        E.ExpectColumnValuesToNotBeNull(column="crop_sha256"),
-        E.ExpectColumnValuesToBeBetween(column="w", min_value=0, strict_min=True),
-        E.ExpectColumnValuesToBeBetween(column="h", min_value=0, strict_min=True),
-        E.ExpectColumnValuesToBeBetween(column="score", min_value=0.0, max_value=1.0),
-        E.ExpectColumnValuesToBeInSet(column="mode", value_set=["whole_image", "detect"]),
+        _e("ExpectColumnValuesToBeUnique", column="face_id"),
+        _e("ExpectColumnValuesToNotBeNull", column="sha256"),
+        _e("ExpectColumnValuesToNotBeNull", column="crop_sha256"),
+        _e("ExpectColumnValuesToBeBetween", column="w", min_value=0, strict_min=True),
+        _e("ExpectColumnValuesToBeBetween", column="h", min_value=0, strict_min=True),
+        _e("ExpectColumnValuesToBeBetween", column="score", min_value=0.0, max_value=1.0),
+        _e("ExpectColumnValuesToBeInSet", column="mode", value_set=["whole_image", "detect"]),
     ]
 
 
@@ -430,45 +441,36 @@ def soft_labels_suite(emotion_columns: list[str]) -> list[Any]:
     """``soft_labels`` (CONTRACT): one row per face; the 8 values of Eq. 14 in [0, 1]; difficulty
     one of the three subsets (NULL exactly without a hard label: checked by the caller's column
     ``difficulty_matches``); both model versions present."""
-    import great_expectations as gx
-
-    E = gx.expectations
     out = [
-        E.ExpectColumnValuesToBeUnique(column="face_id"),
-        E.ExpectColumnValuesToBeInSet(column="difficulty", value_set=["Easy", "Challenging", "Difficult"]),
-        E.ExpectColumnValuesToBeInSet(column="difficulty_matches", value_set=[True]),
-        E.ExpectColumnValuesToNotBeNull(column="ebc_model_version"),
-        E.ExpectColumnValuesToNotBeNull(column="au_model_version"),
+        _e("ExpectColumnValuesToBeUnique", column="face_id"),
+        _e("ExpectColumnValuesToBeInSet", column="difficulty", value_set=["Easy", "Challenging", "Difficult"]),
+        _e("ExpectColumnValuesToBeInSet", column="difficulty_matches", value_set=[True]),
+        _e("ExpectColumnValuesToNotBeNull", column="ebc_model_version"),
+        _e("ExpectColumnValuesToNotBeNull", column="au_model_version"),
     ]
     for c in emotion_columns:
-        out.append(E.ExpectColumnValuesToNotBeNull(column=c))
-        out.append(E.ExpectColumnValuesToBeBetween(column=c, min_value=0.0, max_value=1.0))
+        out.append(_e("ExpectColumnValuesToNotBeNull", column=c))
+        out.append(_e("ExpectColumnValuesToBeBetween", column=c, min_value=0.0, max_value=1.0))
     return out
 
 
 def dataset_splits_suite() -> list[Any]:
     """``dataset_splits`` (CONTRACT): one row per (scheme, item), a split name, and no leakage: the
     caller's column ``leaks`` is True where an item's near-duplicate family (or image) spans splits."""
-    import great_expectations as gx
-
-    E = gx.expectations
     return [
-        E.ExpectCompoundColumnsToBeUnique(column_list=["scheme", "item_id"]),
-        E.ExpectColumnValuesToNotBeNull(column="split"),
-        E.ExpectColumnValuesToNotBeNull(column="group_id"),
-        E.ExpectColumnValuesToBeInSet(column="item_kind", value_set=["image", "face"]),
-        E.ExpectColumnValuesToBeInSet(column="leaks", value_set=[False]),
+        _e("ExpectCompoundColumnsToBeUnique", column_list=["scheme", "item_id"]),
+        _e("ExpectColumnValuesToNotBeNull", column="split"),
+        _e("ExpectColumnValuesToNotBeNull", column="group_id"),
+        _e("ExpectColumnValuesToBeInSet", column="item_kind", value_set=["image", "face"]),
+        _e("ExpectColumnValuesToBeInSet", column="leaks", value_set=[False]),
     ]
 
 
 def training_runs_suite() -> list[Any]:
     """``training_runs`` (CONTRACT): unique run ids; a run is ok (with a model version and epochs)
     or failed (with a reason): the caller's column ``complete`` says so per row."""
-    import great_expectations as gx
-
-    E = gx.expectations
     return [
-        E.ExpectColumnValuesToBeUnique(column="run_id"),
-        E.ExpectColumnValuesToBeInSet(column="status", value_set=["ok", "failed"]),
-        E.ExpectColumnValuesToBeInSet(column="complete", value_set=[True]),
+        _e("ExpectColumnValuesToBeUnique", column="run_id"),
+        _e("ExpectColumnValuesToBeInSet", column="status", value_set=["ok", "failed"]),
+        _e("ExpectColumnValuesToBeInSet", column="complete", value_set=[True]),
     ]

@@ -1,5 +1,7 @@
 """The GX suites behind the blocking checks fail on the violations they exist for."""
 
+from pathlib import Path
+
 import pandas as pd
 import pytest
 
@@ -164,3 +166,47 @@ def test_rows_of_another_type_or_suite_are_validated_whole(tmp_path):
     assert narrow.new_rows is None and narrow.failures()[0].unexpected_count == \
         int(((grown["width"] <= 1400) | (grown["width"] >= 1600)).sum())
     assert quality.validate(grown, "images", quality.images_suite(800, 1600), cache=cache).new_rows == 3
+
+
+def test_a_stored_outcome_ignores_unnamed_columns_and_is_read_without_importing_gx(tmp_path):
+    """The outcome depends on the columns the suite names and the row count: a download retry that
+    rewrote only attempt counts is answered from the store, by a process that never imports GX."""
+    import subprocess
+    import sys
+    import textwrap
+
+    from warehouse.store import ResultCache
+
+    cache = ResultCache(tmp_path / "check_results")
+    df = _images(50).assign(attempts=1)
+    assert not quality.validate(df, "dl_ok", quality.images_suite(800, 1600, unique=False), cache=cache).cached
+    again = quality.validate(df.assign(attempts=2), "dl_ok", quality.images_suite(800, 1600, unique=False), cache=cache)
+    assert again.cached and again.success
+    # one row fewer is other data, although the named columns' remaining values are the same
+    assert not quality.validate(df.iloc[:49], "dl_ok", quality.images_suite(800, 1600, unique=False), cache=cache).cached
+
+    df.assign(attempts=3).to_parquet(tmp_path / "rows.parquet")
+    code = textwrap.dedent(f"""
+        import sys
+        import pandas as pd
+        from ops import quality
+        from warehouse.store import ResultCache
+        out = quality.validate(pd.read_parquet({str(tmp_path / 'rows.parquet')!r}), "dl_ok",
+                               quality.images_suite(800, 1600, unique=False),
+                               cache=ResultCache({str(tmp_path / 'check_results')!r}))
+        print(out.cached, out.success, "great_expectations" in sys.modules)
+    """)
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=Path(__file__).parents[1])
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.stdout.split() == ["True", "True", "False"]
+
+
+def test_every_suite_names_real_gx_expectations():
+    suites = [quality.candidates_suite(["ok"]), quality.downloads_suite(3, ["ok"]), quality.images_suite(1, 2),
+              quality.annotations_suite({"valence": (-3, 3)}, ["joy"], ["joy"]), quality.merged_suite(["emotion8"]),
+              quality.features_suite(4), quality.predictions_suite(["p_keep"]), quality.faces_suite(),
+              quality.soft_labels_suite(["anger"]), quality.dataset_splits_suite(), quality.training_runs_suite()]
+    for suite in suites:
+        for e in suite:
+            g = e.to_gx()
+            assert g.expectation_type == e.type and {k: g.configuration.kwargs[k] for k in e.kwargs} == e.kwargs
