@@ -126,6 +126,13 @@ class AssetIO:
         self.written.append(w)
         return w
 
+    def figure(self, draw: Any, *args: Any, **kwargs: Any) -> bytes:
+        """``draw(*args, **kwargs)`` (PNG bytes), found again when the same figure was drawn before
+        (ops.figures: a kept model or run shows the figure of its first build)."""
+        from ops.figures import cached_png
+
+        return cached_png(self.wh.figure_cache(), draw, *args, **kwargs)
+
     def picture(self, key: str, draw: Any, title: str) -> dict:
         """``{key: png}`` metadata from ``draw(blob_path, thumb_path)`` (an ops.pictures sheet), or
         nothing when there is nothing to draw; a failed drawing is logged, never fatal."""

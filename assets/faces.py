@@ -363,12 +363,12 @@ def soft_labels(context: AssetExecutionContext, emoforge: EmoforgeResource):
     io.register_views(tables.soft_label_views())
     subsets = sl["difficulty"].value_counts().to_dict()
     md = {"subsets": MetadataValue.json({str(k): int(v) for k, v in subsets.items()}),
-          "soft_label_distribution": png_md(_distribution_png(sl), "soft labels per hard label")}
+          "soft_label_distribution": png_md(io.figure(_distribution_png, sl), "soft labels per hard label")}
     md.update(io.picture("faces_by_subset", lambda b, t: face_pictures(sl, b, t),
                          "faces per subset with their soft labels"))
     cm = _confusion(sl)
     if cm is not None:
-        md["confusion_matrix"] = png_md(plots.confusion_png(cm, list(affectnet_plus.EMOTIONS), "hard label vs soft top-1"),
+        md["confusion_matrix"] = png_md(io.figure(plots.confusion_png, cm, list(affectnet_plus.EMOTIONS), "hard label vs soft top-1"),
                                         "hard label vs soft-label top-1")
     return io.result(written, items_in=len(fc), items_out=len(sl), dropped={"no_features": int((~found).sum())}, **md)
 

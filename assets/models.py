@@ -91,11 +91,11 @@ def _model_metadata(io, desc: dict, trained: bool, title: str) -> dict:
         md["kept_within_label_budget"] = MetadataValue.json(desc["label_budget"])
     cm = hold.get("confusion_matrix")
     if cm:
-        md["confusion_matrix"] = png_md(plots.confusion_png(cm["matrix"], cm["classes"], f"{title}: held-out images"),
+        md["confusion_matrix"] = png_md(io.figure(plots.confusion_png, cm["matrix"], cm["classes"], f"{title}: held-out images"),
                                         f"{title} confusion matrix")
     curves = desc.get("curves")
     if curves:
-        md["training_curve"] = png_md(plots.curves_png(pd.DataFrame(curves), f"{title}: training"), f"{title} training curve")
+        md["training_curve"] = png_md(io.figure(plots.curves_png, pd.DataFrame(curves), f"{title}: training"), f"{title} training curve")
     return md
 
 

@@ -81,7 +81,7 @@ def _report(io, written, runs: pd.DataFrame, curves: pd.DataFrame, summary_sql: 
         first = ok.iloc[0]["run_id"]
         c = curves[curves["run_id"] == first].pivot_table(index="epoch", columns="metric", values="value")
         c.insert(0, "train_loss", curves[curves["run_id"] == first].groupby("epoch")["train_loss"].first())
-        md["learning_curve"] = png_md(plots.curves_png(c.reset_index(), first), f"learning curve of {first}")
+        md["learning_curve"] = png_md(io.figure(plots.curves_png, c.reset_index(), first), f"learning curve of {first}")
     return io.result(written, items_in=int(len(runs)), items_out=int(len(ok)),
                      dropped={"failed": int(len(failed))} if len(failed) else None, **md, **extra)
 
@@ -186,7 +186,7 @@ def affectnet_baselines(context: AssetExecutionContext, emoforge: EmoforgeResour
         for cls, v in zip(c["class"], c["value"]):
             t, p = cls.split("|")
             mat[AFFECTNET8_CLASSES.index(t), AFFECTNET8_CLASSES.index(p)] = int(v)
-        extra["confusion_matrix"] = png_md(plots.confusion_png(mat, AFFECTNET8_CLASSES, first), f"Hard-FER: {first}")
+        extra["confusion_matrix"] = png_md(io.figure(plots.confusion_png, mat, AFFECTNET8_CLASSES, first), f"Hard-FER: {first}")
     return _report(io, written, runs, curves,
                    "select * from affectnet_table8 union all by name select * from affectnet_table10", **extra)
 

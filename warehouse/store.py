@@ -298,6 +298,10 @@ class Warehouse:
         table is answered from here (ops.quality.validate)."""
         return ResultCache(self.state_path("check_results", "x").parent)
 
+    def figure_cache(self) -> "ResultCache":
+        """PNG figures by a key of what they show (ops.figures.cached_png)."""
+        return ResultCache(self.state_path("figures", "x").parent)
+
     def phash_index_dir(self, mode: str) -> Path:
         """The persistent near-duplicate index of one pHash mode."""
         return self.state_path(f"phash_index_{mode}", "x").parent
@@ -517,6 +521,16 @@ class ResultCache:
     def put(self, key: str, value: dict) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
         atomic_write_bytes(self.root / f"{key}.json", json.dumps(value, default=str, sort_keys=True).encode(), durable=False)
+
+    def get_bytes(self, key: str) -> bytes | None:
+        try:
+            return (self.root / f"{key}.bin").read_bytes()
+        except OSError:
+            return None
+
+    def put_bytes(self, key: str, data: bytes) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(self.root / f"{key}.bin", data, durable=False)
 
     def get_rows(self, key: str):
         """The sorted uint64 row hashes stored under ``key`` (rows that passed a suite's row-wise
