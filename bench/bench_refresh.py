@@ -85,6 +85,15 @@ def demo_settings():
                                                                   "n_scenes": w.n_scenes * WORLD_SCALE})})
 
 
+def demo_section(port: int) -> dict:
+    """The configuration layer of every build: the port, and the world's size when it is scaled."""
+    out: dict = {"port": port}
+    if WORLD_SCALE != 1:
+        w = demo_settings().world
+        out["world"] = {"n_faces": w.n_faces, "n_scenes": w.n_scenes}
+    return out
+
+
 def results_path(mode: str) -> Path:
     p = RESULTS[mode]
     return p if WORLD_SCALE == 1 else p.with_name(f"{p.stem}_world_x{WORLD_SCALE}.md")
@@ -495,7 +504,7 @@ def refresh_config(port: int, sources: list[dict], n_queries: int) -> dict:
     """The refresh layer: port, one more emotion keyword (4 new queries), the annotation sources."""
     from ops.demo.corpus import DEMO_KEYWORDS
 
-    return {"acquisition": {"provider": {"demo": {"port": port}},
+    return {"acquisition": {"provider": {"demo": demo_section(port)},
                             "keywords": {"emotions": DEMO_KEYWORDS["emotions"] + [NEW_EMOTION]},
                             "max_queries": n_queries},
             "annotations": {"sources": sources}}
@@ -986,10 +995,7 @@ def main() -> None:
     ok = False
     mode = args.new_annotations
     try:
-        base = {"acquisition": {"provider": {"demo": {"port": port}}}}
-        if WORLD_SCALE != 1:
-            w = demo_settings().world
-            base["acquisition"]["provider"]["demo"]["world"] = {"n_faces": w.n_faces, "n_scenes": w.n_scenes}
+        base = {"acquisition": {"provider": {"demo": demo_section(port)}}}
         late_sources = held = None
         if mode == "every-source":
             from ops.demo.config import demo_config
