@@ -905,7 +905,11 @@ def analysis(builds: list[dict], ctx: dict) -> list[str]:
             "whose inputs did not change is not run (e5ba301); a release's changes.json hashes rows with DuckDB "
             "(fbe1188); a retried download's timings are not new release content. Since 14580ac, a blocking check of a "
             "table that grew validates its row-wise expectations on the new rows only (row hashes of the rows that "
-            "passed, beside the stored outcomes) and its uniqueness expectations on the columns they name.", "",
+            "passed, beside the stored outcomes) and its uniqueness expectations on the columns they name; since "
+            "5f52745 a stored outcome is keyed by the columns a suite names (a retry that rewrote a download's "
+            "attempt count answers from it) and is read without importing great_expectations; since bfea6a4 a kept "
+            "model or run attaches the figures drawn when it was trained (ops/figures.py); since 4274a9e changes.json "
+            "does not hash the rows of a table equal to the previous release's.", "",
             "**Earlier figures of this benchmark were taken on a busy machine and understate the refresh's share.** "
             "The runs on 86c476e (8.3 %) and a8c0aec (5.2 % wall, 5.6 % CPU) had their full build at load 4-5: it "
             "took 1,388 s and 2,182 s and trained at 11.9 s per backbone epoch, while the same full build takes "
