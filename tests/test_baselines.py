@@ -437,6 +437,28 @@ def test_prediction_rows_from_a_stored_run(emo8_data, tmp_path):
     assert np.allclose(P, soft / soft.sum(axis=1, keepdims=True), atol=1e-5)
 
 
+def test_a_stored_run_keeps_the_model_bytes_as_bytes():
+    """The envelope pickles the model's bytes natively (protocol 4: one BINBYTES record), not through
+    protocol 2's latin-1 round trip (``_codecs.encode``), and reads back unchanged."""
+    import io
+    import pickletools
+    import zipfile
+
+    model = bytes(range(256)) * 4000
+    out = B.RunOutput(metrics=pd.DataFrame({"split": ["test"], "subset": [None], "metric": ["acc"], "class": [None],
+                                            "value": [0.5]}),
+                      curve=pd.DataFrame({"epoch": [1], "lr": [0.1], "train_loss": [1.0]}), model_bytes=model,
+                      best_epoch=1, epochs=1, stop_reason="max_epochs", seconds=0.1, n_train=3, n_eval=2)
+    data = E._envelope(out)
+    with zipfile.ZipFile(io.BytesIO(data)) as z:
+        pkl = z.read(next(n for n in z.namelist() if n.endswith("data.pkl")))
+    ops = [(op.name, arg) for op, arg, _ in pickletools.genops(pkl)]
+    assert ("BINBYTES", model) in ops
+    assert not any(name in ("GLOBAL", "STACK_GLOBAL") and "_codecs" in str(arg) for name, arg in ops)
+    env = E.open_envelope(data)
+    assert env["model"] == model and env["run"]["n_train"] == 3 and env["metrics"]["value"].tolist() == [0.5]
+
+
 def test_face_means_by_hand():
     """img1 has two faces with features (1, 2) and (3, 6) and a third without features: mean
     (2, 4), flag 1; img2 has none: (0, 0), flag 0; img3 one face (5, 5); a face of an unknown image

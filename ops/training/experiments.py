@@ -86,11 +86,15 @@ class Planned:
 # ---- running -----------------------------------------------------------------------------------
 
 def _envelope(out: B.RunOutput) -> bytes:
+    """A run as stored: the model's bytes, metrics, curve and run facts. Pickle protocol 4 stores the
+    model's bytes as they are; torch.save's default (2) turns them into a latin-1 string and back,
+    which made reading a 16 MB Deep Affect run take 115 ms instead of 6 ms (a refresh reads every
+    kept run)."""
     buf = io.BytesIO()
     torch.save({"model": out.model_bytes, "metrics": out.metrics.to_dict("list"), "curve": out.curve.to_dict("list"),
                 "run": {"best_epoch": out.best_epoch, "epochs": out.epochs, "stop_reason": out.stop_reason,
                         "seconds": out.seconds, "n_train": out.n_train, "n_eval": out.n_eval, "details": out.details}},
-               buf)
+               buf, pickle_protocol=4)
     return buf.getvalue()
 
 
